@@ -1,0 +1,303 @@
+"""Checkpoint registry, verified downloads and safe loading.
+
+* Registry: each official model name maps to Meta's public URL and the Hugging Face mirror.
+* Cache: ``$SAM2_PLUGINS_CACHE`` if set, else ``$XDG_CACHE_HOME/sam2-plugins`` (``~/.cache/...``).
+* Downloads are atomic (``<name>.part`` then rename), resumable (HTTP ``Range``) where the server
+  allows, show progress, check the size announced by the server (and the registry's size / sha256
+  where known) and retry once from scratch when a partial file is corrupt.
+* Loading never unpickles code: ``torch.load(..., weights_only=True)`` or safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointInfo",
+    "REGISTRY",
+    "cache_dir",
+    "download",
+    "resolve_checkpoint",
+    "load_state_dict_file",
+    "demo_checkpoint_path",
+]
+
+PathLike = Union[str, os.PathLike]
+ProgressFn = Callable[[int, Optional[int]], None]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be fetched, verified or loaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where an official checkpoint lives and what it should look like."""
+
+    name: str
+    urls: Tuple[str, ...]
+    filename: str
+    size: Optional[int] = None
+    """Bytes, where known (checked after download)."""
+    sha256: Optional[str] = None
+    """Hex digest, where known (checked after download)."""
+
+
+_META = "https://dl.fbaipublicfiles.com/segment_anything_2"
+_HF = "https://huggingface.co/facebook"
+
+
+def _official(name: str) -> CheckpointInfo:
+    v21 = name.startswith("sam2.1")
+    size = name.split("_hiera_")[1]
+    hf_repo = f"{'sam2.1' if v21 else 'sam2'}-hiera-{size.replace('_', '-')}"
+    return CheckpointInfo(
+        name=name,
+        urls=(f"{_META}/{'092824' if v21 else '072824'}/{name}.pt",
+              f"{_HF}/{hf_repo}/resolve/main/{name}.pt"),
+        filename=f"{name}.pt",
+    )
+
+
+REGISTRY: Dict[str, CheckpointInfo] = {
+    n: _official(n)
+    for v in ("sam2.1", "sam2")
+    for n in (f"{v}_hiera_{s}" for s in ("tiny", "small", "base_plus", "large"))
+}
+
+_DEMO_FILE = "sam2.1_hiera_nano_demo.pt"
+
+
+def demo_checkpoint_path() -> Path:
+    """Path of the demo checkpoint shipped inside the package (may not exist in a dev tree)."""
+    return Path(__file__).resolve().parent / "weights" / _DEMO_FILE
+
+
+def cache_dir() -> Path:
+    """Folder where downloaded checkpoints are kept (created on demand)."""
+    env = os.environ.get("SAM2_PLUGINS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "sam2-plugins"
+
+
+def _print_progress(done: int, total: Optional[int], _state: Dict[str, float] = {}) -> None:
+    # A dependency-free progress bar on stderr, redrawn at most ~10 times a second.
+    now = time.monotonic()
+    if done != total and now - _state.get("t", 0.0) < 0.1:
+        return
+    _state["t"] = now
+    mb = done / 2 ** 20
+    if total:
+        frac = min(done / total, 1.0)
+        bar = "#" * int(30 * frac)
+        msg = f"\r[{bar:<30}] {100 * frac:5.1f}% {mb:8.1f}/{total / 2 ** 20:.1f} MiB"
+    else:
+        msg = f"\r{mb:8.1f} MiB"
+    sys.stderr.write(msg + ("\n" if total and done >= total else ""))
+    sys.stderr.flush()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fetch(url: str, part: Path, progress: Optional[ProgressFn], timeout: float) -> Optional[int]:
+    """Download ``url`` into ``part``, resuming from its current size; returns the full size."""
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"User-Agent": "sam2-plugins"})
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # already complete on disk
+            return have
+        raise
+    with resp:
+        status = getattr(resp, "status", 200)
+        length = resp.headers.get("Content-Length")
+        if have and status == 206:
+            mode, done = "ab", have
+            total = have + int(length) if length is not None else None
+        else:  # the server ignored Range: start over
+            mode, done = "wb", 0
+            total = int(length) if length is not None else None
+        with open(part, mode) as f:
+            while True:
+                chunk = resp.read(1 << 16)
+                if not chunk:
+                    break
+                f.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    if total is not None and done != total:
+        raise CheckpointError(f"download of {url} was truncated: got {done} of {total} bytes")
+    return total
+
+
+def download(
+    url: Union[str, Sequence[str]],
+    dest: PathLike,
+    *,
+    sha256: Optional[str] = None,
+    size: Optional[int] = None,
+    progress: Union[bool, ProgressFn] = True,
+    retries: int = 2,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``url`` (or the first working of several mirrors) to ``dest`` atomically.
+
+    The data goes to ``dest.part`` and is renamed only once complete and verified, so ``dest``
+    never holds a partial file. An interrupted ``.part`` is resumed with an HTTP Range request; if
+    the result fails verification it is deleted and fetched again from scratch.
+
+    Raises:
+        CheckpointError: when every mirror fails or the file never verifies.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    urls = [url] if isinstance(url, str) else list(url)
+    report: Optional[ProgressFn] = _print_progress if progress is True else (progress or None)
+    errors = []
+    for u in urls:
+        for attempt in range(retries + 1):
+            try:
+                total = _fetch(u, part, report, timeout)
+                got = part.stat().st_size
+                if total is not None and got != total:
+                    raise CheckpointError(f"size mismatch: server announced {total} bytes, got {got}")
+                if size is not None and got != size:
+                    raise CheckpointError(f"size mismatch: expected {size} bytes, got {got}")
+                if sha256 is not None:
+                    digest = _sha256(part)
+                    if digest.lower() != sha256.lower():
+                        raise CheckpointError(f"sha256 mismatch: expected {sha256}, got {digest}")
+                os.replace(part, dest)
+                return dest
+            except CheckpointError as exc:
+                errors.append(f"{u} (attempt {attempt + 1}): {exc}")
+                # A verified-bad file cannot be fixed by resuming: drop it and start over.
+                if "mismatch" in str(exc):
+                    part.unlink(missing_ok=True)
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                errors.append(f"{u} (attempt {attempt + 1}): {exc}")
+                if isinstance(exc, urllib.error.HTTPError) and exc.code in (403, 404):
+                    break  # no point retrying a missing file
+    raise CheckpointError(
+        f"could not download {dest.name}:\n  " + "\n  ".join(errors)
+        + "\nIf this machine is offline, download the file elsewhere and pass its path as checkpoint=...")
+
+
+def resolve_checkpoint(name: str, checkpoint: Optional[PathLike], *, progress: Union[bool, ProgressFn] = True) -> Optional[Path]:
+    """Turn ``checkpoint`` (None, a path, ``"download"`` or ``"demo"``) into a local file path.
+
+    Args:
+        name: canonical model name (``sam2.1_hiera_tiny``).
+        checkpoint: None (random init: returns None), a file path, ``"download"`` (official weights
+            via the cache) or ``"demo"`` (the shipped demo model; only for the demo config).
+    """
+    if checkpoint is None:
+        return None
+    if isinstance(checkpoint, str) and checkpoint == "demo":
+        path = demo_checkpoint_path()
+        if not path.exists():
+            raise CheckpointError(f"the demo checkpoint {path} is missing from this installation")
+        return path
+    if isinstance(checkpoint, str) and checkpoint == "download":
+        if name not in REGISTRY:
+            raise CheckpointError(
+                f"no official download for {name!r}; official names: {', '.join(REGISTRY)}")
+        info = REGISTRY[name]
+        dest = cache_dir() / info.filename
+        if dest.exists():
+            return dest
+        return download(info.urls, dest, sha256=info.sha256, size=info.size, progress=progress)
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {str(path)!r}")
+    return path
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    # safetensors: 8-byte little-endian header length then a JSON object.
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat ``{key: tensor}`` dict, never executing pickled code.
+
+    Accepts official ``{"model": state_dict}`` files, bare state dicts, safetensors files and
+    Lightning checkpoints (``{"state_dict": {"model.<key>": ...}}``).
+
+    Raises:
+        CheckpointError: truncated / corrupt files, pickles that carry code, unknown layouts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {str(path)!r}")
+    nbytes = path.stat().st_size
+    if nbytes == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): delete it and download again")
+    if _is_safetensors(path):
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:
+            raise CheckpointError(f"{path} is a safetensors file: pip install safetensors") from exc
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{path} is not a valid safetensors file ({nbytes} bytes): {exc}") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains pickled Python objects or code, not only tensors "
+            f"(weights-only loading failed: {str(exc).splitlines()[0]}). Official SAM 2 checkpoints "
+            "hold only tensors; only load files from sources you trust.") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({nbytes} bytes; could not read it: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Delete it and download it again.") from exc
+    return _unwrap(obj, path)
+
+
+def _unwrap(obj: object, path: Path) -> Dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        sd = obj["model"]
+    elif isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        sd = {k[len("model."):] if k.startswith("model.") else k: v for k, v in obj["state_dict"].items()}
+    elif isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        sd = obj
+    else:
+        keys = list(obj.keys())[:10] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(
+            f"{path} is not a SAM 2 checkpoint: expected {{'model': state_dict}} or a state dict, found {keys}")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: state dict entries are not tensors: {bad[:5]}")
+    return dict(sd)
