@@ -91,7 +91,7 @@ def install_torchvision_shim() -> None:
     def box_area(b: torch.Tensor) -> torch.Tensor:
         return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
-    def nms(b: torch.Tensor, s: torch.Tensor, thr: float) -> torch.Tensor:
+    def nms(b: torch.Tensor, s: torch.Tensor, iou_threshold: float) -> torch.Tensor:
         order = torch.argsort(s, descending=True, stable=True)
         keep = []
         suppressed = torch.zeros(len(b), dtype=torch.bool)
@@ -104,14 +104,14 @@ def install_torchvision_shim() -> None:
             xx2 = torch.minimum(b[i, 2], b[:, 2]); yy2 = torch.minimum(b[i, 3], b[:, 3])
             inter = (xx2 - xx1).clamp(min=0) * (yy2 - yy1).clamp(min=0)
             iou = inter / (area[i] + area - inter)
-            suppressed |= iou > thr
+            suppressed |= iou > iou_threshold
         return torch.tensor(keep, dtype=torch.long)
 
-    def batched_nms(b: torch.Tensor, s: torch.Tensor, idxs: torch.Tensor, thr: float) -> torch.Tensor:
+    def batched_nms(b: torch.Tensor, s: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
         if b.numel() == 0:
             return torch.empty((0,), dtype=torch.long)
         offsets = idxs.to(b) * (b.max() + 1)
-        return nms(b + offsets[:, None], s, thr)
+        return nms(b + offsets[:, None], s, iou_threshold)
 
     transforms.ToTensor, transforms.Resize, transforms.Normalize = ToTensor, Resize, Normalize
     transforms.functional = functional

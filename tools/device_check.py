@@ -33,7 +33,7 @@ MODELS = {"parity": ("sam2.1_hiera_tiny", "sam2_hiera_tiny", "sam2.1_hiera_large
 
 def _sync() -> None:
     if torch.cuda.is_available():
-        _sync()
+        torch.cuda.synchronize()
 
 
 def _save(out: Path) -> None:
