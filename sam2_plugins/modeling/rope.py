@@ -1,0 +1,209 @@
+"""2D axial rotary position encoding (RoPE) and the attention layer that uses it.
+
+Memory attention uses RoPE instead of additive position embeddings for its queries (the
+current frame's ``H x W`` feature tokens) and for the spatial-memory keys (each stored frame is
+another ``H x W`` grid, so the same rotations repeat per frame). Object-pointer tokens appended
+after the spatial memories carry no grid position and are left unrotated.
+
+Conventions (upstream's, needed for checkpoint parity): token ``t`` of a row-major grid of width
+``W`` sits at ``x = t % W``, ``y = t // W``; a head's channels are read as consecutive
+(even, odd) pairs, i.e. complex numbers; the first ``head_dim / 4`` pairs rotate with ``x`` and
+the rest with ``y``, at frequencies ``1 / theta ** (4 i / head_dim)``.
+
+We apply the rotation in real arithmetic (``cos``/``sin`` tables) so that it works on every
+device and under ``torch.compile``; the tables are never part of the state dict, are computed
+in float32 on the device of the input and are rebuilt when the grid size changes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .transformer import Attention
+
+__all__ = ["compute_axial_cis", "compute_axial_cos_sin", "apply_rotary_enc", "RoPEAttention"]
+
+
+def _axial_angles(dim: int, end_x: int, end_y: int, theta: float,
+                  device: Optional[torch.device] = None) -> Tensor:
+    """Rotation angles ``(end_x * end_y, dim // 2)``, float32: x-pairs first, then y-pairs."""
+    if dim % 4 != 0:
+        raise ValueError(f"RoPE head dim must be a multiple of 4, got {dim}")
+    freqs = 1.0 / (theta ** (torch.arange(0, dim, 4, device=device)[: dim // 4].float() / dim))
+    t = torch.arange(end_x * end_y, dtype=torch.float32, device=device)
+    t_x = t % end_x
+    t_y = torch.div(t, end_x, rounding_mode="floor")
+    return torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)
+
+
+def compute_axial_cis(dim: int, end_x: int, end_y: int, theta: float = 10000.0) -> Tensor:
+    """Upstream-compatible complex rotation table.
+
+    Args:
+        dim: per-head channel count (multiple of 4).
+        end_x, end_y: grid width and height (tokens).
+        theta: base of the frequencies.
+
+    Returns:
+        ``(end_x * end_y, dim // 2)`` complex64 tensor ``exp(i * angle)`` (on the CPU).
+    """
+    angles = _axial_angles(dim, int(end_x), int(end_y), theta)
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def compute_axial_cos_sin(dim: int, end_x: int, end_y: int, theta: float = 10000.0,
+                          device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor]:
+    """The same table as :func:`compute_axial_cis` as real ``(cos, sin)``, each ``(N, dim//2)``."""
+    angles = _axial_angles(dim, int(end_x), int(end_y), theta, device)
+    return angles.cos(), angles.sin()
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, repeat: bool) -> Tensor:
+    """Rotate ``x`` ``(..., N', D)`` by tables ``(N, D/2)``; ``N' = r * N`` when ``repeat``."""
+    n = cos.shape[0]
+    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
+    if repeat:
+        if x.shape[-2] % n != 0:
+            raise ValueError(
+                f"RoPE keys ({x.shape[-2]} tokens) are not a whole number of {n}-token grids")
+        # (..., r, N, D/2, 2): the same grid rotation is reused for every memory frame.
+        pairs = pairs.reshape(*x.shape[:-2], x.shape[-2] // n, n, pairs.shape[-2], 2)
+    elif x.shape[-2] != n:
+        raise ValueError(f"RoPE table has {n} positions but the input has {x.shape[-2]} tokens")
+    re, im = pairs[..., 0], pairs[..., 1]
+    out = torch.stack([re * cos - im * sin, re * sin + im * cos], dim=-1)
+    return out.reshape(x.shape).to(x.dtype)
+
+
+def apply_rotary_enc(
+    xq: Tensor,
+    xk: Tensor,
+    freqs_cis: Union[Tensor, Tuple[Tensor, Tensor]],
+    repeat_freqs_k: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """Rotate queries and keys (upstream-compatible signature).
+
+    Args:
+        xq: queries ``(B, heads, N, D)``.
+        xk: keys ``(B, heads, Nk, D)``; ``Nk`` may be 0 (returned unchanged).
+        freqs_cis: complex ``(N, D/2)`` from :func:`compute_axial_cis`, or a ``(cos, sin)`` pair.
+        repeat_freqs_k: keys are ``Nk / N`` stacked grids, each rotated like the queries.
+
+    Returns:
+        ``(xq_rot, xk_rot)`` in the input dtypes; the rotation is computed in float32.
+    """
+    if isinstance(freqs_cis, tuple):
+        cos, sin = freqs_cis
+    else:
+        cos, sin = freqs_cis.real, freqs_cis.imag
+    cos, sin = cos.to(xq.device, torch.float32), sin.to(xq.device, torch.float32)
+    q_out = _rotate(xq, cos, sin, repeat=False)
+    if xk.shape[-2] == 0:
+        return q_out, xk
+    return q_out, _rotate(xk, cos, sin, repeat=repeat_freqs_k)
+
+
+class RoPEAttention(Attention):
+    """Multi-head attention whose queries and (leading) keys get 2D axial RoPE.
+
+    Same parameters (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``) and constructor as
+    :class:`~sam2_plugins.modeling.transformer.Attention`, plus:
+
+    Args:
+        rope_theta: frequency base.
+        rope_k_repeat: keys are several grids of the query's size (cross-attention to memories);
+            without it the key count must equal the query count.
+        feat_sizes: ``(W, H)`` of the query grid the tables are built for first; other square
+            grids are handled by rebuilding the tables (``N`` must then be a perfect square).
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        downsample_rate: int = 1,
+        dropout: float = 0.0,
+        kv_in_dim: Optional[int] = None,
+        *,
+        rope_theta: float = 10000.0,
+        rope_k_repeat: bool = False,
+        feat_sizes: Tuple[int, int] = (64, 64),
+    ) -> None:
+        super().__init__(embedding_dim, num_heads, downsample_rate=downsample_rate,
+                         dropout=dropout, kv_in_dim=kv_in_dim)
+        self.rope_heads = num_heads
+        self.rope_head_dim = (embedding_dim // downsample_rate) // num_heads
+        self.rope_dropout = float(dropout)
+        self.rope_theta = float(rope_theta)
+        self.rope_k_repeat = bool(rope_k_repeat)
+        self.feat_sizes = (int(feat_sizes[0]), int(feat_sizes[1]))
+        # Plain attributes, not buffers: they must stay float32 under ``model.half()`` and never
+        # enter the state dict. Built lazily on the first forward, on the input's device.
+        self._rope_cos: Optional[Tensor] = None
+        self._rope_sin: Optional[Tensor] = None
+
+    def _tables(self, n: int, device: torch.device) -> Tuple[Tensor, Tensor]:
+        cos = self._rope_cos
+        if cos is None or cos.shape[0] != n or cos.device != device:
+            w, h = self.feat_sizes
+            if w * h != n:
+                side = math.isqrt(n)
+                if side * side != n:
+                    raise ValueError(
+                        f"RoPE attention needs a square query grid; got {n} tokens "
+                        f"(configured for {w}x{h})")
+                w = h = side
+            self._rope_cos, self._rope_sin = compute_axial_cos_sin(
+                self.rope_head_dim, w, h, self.rope_theta, device=device)
+        assert self._rope_cos is not None and self._rope_sin is not None
+        return self._rope_cos, self._rope_sin
+
+    @staticmethod
+    def _heads(x: Tensor, heads: int) -> Tensor:
+        b, n, c = x.shape
+        return x.reshape(b, n, heads, c // heads).transpose(1, 2)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0,
+                key_mask: Optional[Tensor] = None) -> Tensor:
+        """Attend ``q`` ``(B, N, C)`` to ``k``/``v`` ``(B, Nk, C_kv)``; returns ``(B, N, C)``.
+
+        ``N`` is a query grid (``H * W`` tokens, row-major). The last ``num_k_exclude_rope``
+        keys (object-pointer tokens) are not rotated; the others are ``Nk' / N`` grids when
+        ``rope_k_repeat`` (memories), else exactly ``N`` tokens (self-attention).
+        ``key_mask`` ``(B, Nk)`` bool (True = attend) lets a batch whose rows have different
+        memories be padded to one length (not in upstream; ``None`` = all keys).
+        """
+        heads = self.rope_heads
+        q = self._heads(self.q_proj(q), heads)
+        k = self._heads(self.k_proj(k), heads)
+        v = self._heads(self.v_proj(v), heads)
+
+        n_q, n_k = q.shape[-2], k.shape[-2]
+        if n_q != n_k and not self.rope_k_repeat:
+            raise ValueError(
+                f"query ({n_q}) and key ({n_k}) lengths differ but rope_k_repeat is False")
+        if not 0 <= num_k_exclude_rope <= n_k:
+            raise ValueError(f"num_k_exclude_rope={num_k_exclude_rope} outside [0, {n_k}]")
+        cos, sin = self._tables(n_q, q.device)
+        n_rope = n_k - num_k_exclude_rope
+        q = _rotate(q, cos, sin, repeat=False)
+        if n_rope > 0:
+            k_rot = _rotate(k[:, :, :n_rope], cos, sin, repeat=self.rope_k_repeat)
+            k = torch.cat([k_rot, k[:, :, n_rope:]], dim=2) if num_k_exclude_rope else k_rot
+
+        # Same value width as the queries keeps SDPA on its fused (flash) CPU/GPU kernels; a
+        # narrower value would fall back to the math path that materialises N x Nk weights.
+        p = self.rope_dropout if self.training else 0.0
+        mask = None
+        if key_mask is not None:
+            if key_mask.shape != (k.shape[0], n_k):
+                raise ValueError(f"key_mask must be ({k.shape[0]}, {n_k}), got {tuple(key_mask.shape)}")
+            mask = key_mask[:, None, None, :].to(torch.bool)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        b, h, n, d = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * d))
