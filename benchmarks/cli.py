@@ -1,0 +1,231 @@
+"""``python -m benchmarks <command>``: the zero-shot benchmark suite.
+
+Commands:
+  evaluate           score prediction folders against DAVIS-layout GT (J&F JSON contract)
+  vos                semi-supervised VOS: GT mask / box / 1, 3, 5 click prompts, then J&F
+  interactive-image  1..k click mIoU, NoC@85/90 on image sets
+  interactive-video  SAM 2 offline / online interactive video protocols
+  speed              image / image-encoder latency (benchmarks.image_speed, image_encoder_speed)
+  video-speed        video tracking speed (benchmarks.video_speed)
+  video-memory       video memory use (benchmarks.video_memory)
+  evaluate-speed     time ``evaluate`` against the official DAVIS evaluator on the golden data
+  report             one HTML page (+ Markdown) from several run folders / JSON files
+  demo               zero-shot VOS with the demo model on DAVIS (if present) or synthetic data
+
+``evaluate`` imports neither torch nor the model code, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+EVAL_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from sam2_plugins.evaluation.folders import evaluate_folders
+
+    seqs = [s for s in args.sequences.split(",") if s] if args.sequences else None
+    t0 = time.perf_counter()
+    if args.layout == "sav":
+        from sam2_plugins.evaluation.folders import evaluate_sav_folders
+
+        if args.per_frame:
+            raise ValueError("--per-frame is not available for the SA-V layout")
+        res = evaluate_sav_folders(args.gt_root, args.pred_root, seqs, workers=args.workers,
+                                   skip_first_last=not args.all_frames)
+    else:
+        res = evaluate_folders(
+            args.gt_root, args.pred_root, seqs, workers=args.workers, binary_gt=args.binary_gt,
+            skip_first_last=not args.all_frames, lifetime=args.lifetime,
+            uint8_bins=not args.fixed_decay, per_frame=args.per_frame, progress=not args.quiet,
+        )
+    from .report import run_metadata, write_json, write_markdown, write_plots
+
+    out: Dict[str, Any] = {k: res[k] for k in EVAL_KEYS}
+    out["per_object"] = res["per_object"]
+    out["per_sequence"] = res["per_sequence"]
+    if args.per_frame:
+        out["per_frame"] = res["per_frame"]
+    meta = run_metadata("evaluate", settings={
+        "gt_root": str(args.gt_root), "pred_root": str(args.pred_root), "sequences": res["sequences"],
+        "lifetime": "first_appearance" if args.layout == "sav" else args.lifetime, "layout": args.layout,
+        "skip_first_last": not args.all_frames, "binary_gt": args.binary_gt,
+    })
+    meta["seconds"] = time.perf_counter() - t0
+    meta["n_objects"] = res["n_objects"]
+    out["metadata"] = meta
+    write_json(args.output, out)
+    if args.report_dir:
+        run = dict(meta, results={k: v for k, v in out.items() if k != "metadata"})
+        write_json(Path(args.report_dir) / "report.json", run)
+        write_markdown(Path(args.report_dir) / "report.md", run)
+        write_plots(args.report_dir, run)
+    if not args.quiet:
+        print(" ".join(f"{k}={out[k]:.4f}" if out[k] is not None else f"{k}=nan" for k in EVAL_KEYS))
+        print(f"{res['n_objects']} objects, {len(res['sequences'])} sequences, {meta['seconds']:.2f} s -> {args.output}")
+    return 0
+
+
+def _run(fn_name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from . import runs
+
+        meta = getattr(runs, fn_name)(args)
+        res = meta.get("results", {})
+        keys = [k for k in ("J&F-Mean", "mIoU@1", "mIoU@5", "NoC@85", "NoC@90", "fps") if res.get(k) is not None]
+        print(" ".join(f"{k}={res[k]:.4f}" for k in keys) + f" -> {args.output_dir}")
+        return 0
+
+    return run
+
+
+def _dispatch(module_names: Sequence[str]) -> Callable[[argparse.Namespace], int]:
+    """Forward the remaining arguments to ``<module>.main(argv)`` (the first module found)."""
+
+    def run(args: argparse.Namespace) -> int:
+        errors = []
+        for name in module_names:
+            try:
+                mod = importlib.import_module(name)
+            except ModuleNotFoundError as e:
+                if e.name is not None and name.startswith(e.name):
+                    errors.append(name)
+                    continue
+                raise
+            rc = mod.main(list(args.rest))
+            return int(rc or 0)
+        print(f"error: {' or '.join(errors)} is not available in this checkout (written by another part of the project)", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_html
+
+    out = render_html(args.runs, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser, default_ckpt: Optional[str] = None) -> None:
+    p.add_argument("--model", default="nano", help="model name or alias (nano, tiny, small, base_plus, large)")
+    p.add_argument("--checkpoint", default=default_ckpt, help="path, 'download', 'demo', or omit for random weights")
+    p.add_argument("--device", default=None, help="cuda, mps, cpu (default: best available)")
+    p.add_argument("--dtype", default=None, choices=[None, "fp32", "bf16", "fp16"], help="autocast dtype")
+
+
+def _add_video_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="synthetic", help="'synthetic', 'davis' (../shared/data/davis2016-val) or a root folder")
+    p.add_argument("--layout", default="auto", choices=["auto", "davis", "vos"])
+    p.add_argument("--sequences", default=None, help="comma-separated sequence names")
+    p.add_argument("--max-sequences", type=int, default=None)
+    p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
+    p.add_argument("--output-dir", required=True, help="report folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("evaluate", help="score prediction folders against DAVIS-layout GT")
+    p.add_argument("--gt-root", required=True, type=Path, help="GT root with Annotations/480p/<seq>/*.png")
+    p.add_argument("--pred-root", required=True, type=Path, help="predictions <seq>/*.png")
+    p.add_argument("--sequences", default=None, help="comma-separated sequence names (default: all GT sequences)")
+    p.add_argument("--output", required=True, type=Path, help="result JSON")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
+    p.add_argument("--layout", default="davis", choices=["davis", "sav"],
+                   help="davis: <seq>/*.png label maps; sav: <video>/<obj:03d>/*.png binary masks (SA-V rules)")
+    p.add_argument("--binary-gt", action="store_true", help="DAVIS-2016 'L' 0/255 masks: one object, 255 is not void")
+    p.add_argument("--lifetime", default="davis", choices=["davis", "first_appearance"],
+                   help="object rule: DAVIS (objects of frame 0, every frame) or SA-V/YouTube-VOS (from first appearance)")
+    p.add_argument("--all-frames", action="store_true", help="also score the first and last frames")
+    p.add_argument("--fixed-decay", action="store_true", help="do not reproduce the reference's uint8 Decay bins")
+    p.add_argument("--per-frame", action="store_true", help="also write per-frame J and F")
+    p.add_argument("--report-dir", default=None, help="also write report.json/.md and plots here")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("vos", help="semi-supervised VOS protocol")
+    _add_video_args(p)
+    _add_model_args(p)
+    p.add_argument("--prompt", default="mask", help="mask, box, click1, click3, click5 (comma-separated) or all")
+    p.add_argument("--lifetime", default="davis", choices=["davis", "first_appearance"])
+    p.add_argument("--save-predictions", action="store_true", help="write predicted PNGs (DAVIS layout)")
+    p.add_argument("--warmup", type=int, default=0, help="untimed warm-up on the first N frames of the first video")
+    p.set_defaults(func=_run("run_vos_command"))
+
+    p = sub.add_parser("interactive-image", help="click-based image segmentation: mIoU@k, NoC")
+    p.add_argument("--dataset", default="synthetic", help="'synthetic', 'shared', a .npz, a .tif (+--masks), COCO .json (+--images), or an image folder (+--masks)")
+    p.add_argument("--masks", default=None)
+    p.add_argument("--images", default=None)
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--max-instances", type=int, default=None)
+    p.add_argument("--output-dir", required=True)
+    _add_model_args(p)
+    p.set_defaults(func=_run("run_interactive_image_command"))
+
+    p = sub.add_parser("interactive-video", help="SAM 2 offline / online interactive video protocol")
+    _add_video_args(p)
+    _add_model_args(p)
+    p.add_argument("--mode", default="offline", choices=["offline", "online"])
+    p.add_argument("--max-interacted", type=int, default=8, help="maximum interacted frames")
+    p.add_argument("--clicks-per-frame", type=int, default=3)
+    p.set_defaults(func=_run("run_interactive_video_command"))
+
+    for name, mods, helptext in (
+        ("speed", ("benchmarks.image_speed", "benchmarks.image_encoder_speed"), "image predictor speed"),
+        ("encoder-speed", ("benchmarks.image_encoder_speed",), "image encoder speed"),
+        ("video-speed", ("benchmarks.video_speed",), "video tracking speed"),
+        ("video-memory", ("benchmarks.video_memory",), "video memory use"),
+        ("evaluate-speed", ("benchmarks.evaluate_speed",), "evaluate speed versus the official DAVIS evaluator"),
+    ):
+        p = sub.add_parser(name, help=f"{helptext} (arguments are passed on to {mods[0]})", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_dispatch(mods))
+
+    p = sub.add_parser("report", help="render several runs side by side as one HTML page")
+    p.add_argument("runs", nargs="+", help="run folders (with report.json) or run JSON files")
+    p.add_argument("--output", required=True, type=Path, help="HTML file")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("demo", help="zero-shot VOS with the demo model; writes a report folder")
+    p.add_argument("--output-dir", default="benchmark_report")
+    p.add_argument("--model", default="nano")
+    p.add_argument("--checkpoint", default="demo")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--prompt", default="mask")
+    p.add_argument("--sequences", default=None)
+    p.add_argument("--max-sequences", type=int, default=3)
+    p.add_argument("--max-frames", type=int, default=24)
+    p.add_argument("--synthetic", action="store_true", help="use synthetic videos even if DAVIS is present")
+    p.set_defaults(func=_run("run_demo"))
+    return parser
+
+
+_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # dispatching commands take every remaining argument verbatim (including --help)
+    if argv and argv[0] in _DISPATCHED:
+        args = argparse.Namespace(func=parser._subparsers._group_actions[0].choices[argv[0]].get_default("func"),
+                                  rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
