@@ -142,7 +142,10 @@ def build_reference(name: str, *, video: bool = False, apply_postprocessing: boo
     if video:
         model = build_sam2_video_predictor(
             cfg, ckpt_path=None, device="cpu", apply_postprocessing=apply_postprocessing,
-            hydra_overrides_extra=["++model.fill_hole_area=0", *extra_overrides])
+            hydra_overrides_extra=list(extra_overrides))
+        # Upstream's builder appends fill_hole_area=8 after any override; its CUDA-only _C would
+        # only warn on CPU every frame, so switch it off on the built model.
+        model.fill_hole_area = 0
     else:
         model = build_sam2(cfg, ckpt_path=None, device="cpu",
                            apply_postprocessing=apply_postprocessing,

@@ -1,0 +1,235 @@
+"""Video tracking speed: ours vs upstream, per-stage times, and object scaling.
+
+``python -m benchmarks.video_speed [--model sam2.1_hiera_tiny] [--frames 16] [--objects 3]
+[--scaling 1 3 10] [--scaling-frames 6] [--image-size 1024] [--device cpu] [--threads N]
+[--no-upstream] [--no-bf16] [--json out.json]``
+
+* **ours vs upstream** (same random weights: upstream's, loaded strictly into ours; the same
+  JPEG folder): ``init_state`` + one click per object on frame 0 + ``propagate_in_video``,
+  wall time, for upstream's default (fp32 on CPU), ours in fp32, and ours under bf16 autocast;
+  ratios ours / upstream. Upstream runs as its video builder makes it (``apply_postprocessing``);
+  its CUDA-only hole filling is off on both sides.
+* **bf16 vs fp32 masks**: mean IoU of our bf16 masks against our fp32 masks on the same run.
+* **per stage**: image encoder, memory attention, mask decoder, memory encoder (ours).
+* **scaling**: ours with 1 / 3 / 10 objects (time per frame, and the ratio to 1 object).
+* on CUDA, FPS = tracked frames per second of ``propagate_in_video`` (after a warm-up).
+
+The whole thing is heavy on a CPU (tiny at 1024² takes seconds per frame): ``--frames 4
+--scaling-frames 3 --image-size 512`` gives a smoke run. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def write_video(folder: str, frames: int, h: int = 480, w: int = 640, objects: int = 10) -> None:
+    """A JPEG folder of ``objects`` coloured squares moving over a textured background."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    bg = (rng.random((h // 8, w // 8, 3)) * 90).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    side = h // 8
+    for t in range(frames):
+        f = bg.copy()
+        for k in range(objects):
+            y = 10 + (k % 5) * (h // 5)
+            x = int((w - side) * (0.5 + 0.4 * np.sin(0.15 * t + 1.3 * k)))
+            f[y:y + side, x:x + side] = ((60 + 37 * k) % 256, (200 - 23 * k) % 256, (90 + 71 * k) % 256)
+        Image.fromarray(f).save(os.path.join(folder, f"{t:05d}.jpg"), quality=95)
+
+
+def clicks(objects: int, h: int = 480, w: int = 640) -> List[Tuple[int, List[List[float]]]]:
+    side = h // 8
+    out = []
+    for k in range(objects):
+        y = 10 + (k % 5) * (h // 5) + side // 2
+        x = int((w - side) * (0.5 + 0.4 * np.sin(1.3 * k))) + side // 2
+        out.append((k + 1, [[float(x), float(y)]]))
+    return out
+
+
+def session(pred: Any, video: str, objects: int, dev: torch.device, ctx: Callable[[], Any]
+            ) -> Tuple[Dict[str, float], Dict[int, torch.Tensor]]:
+    """init + clicks + propagate; returns timings and the binary masks per frame."""
+    masks: Dict[int, torch.Tensor] = {}
+    with torch.inference_mode(), ctx():
+        _sync(dev)
+        c0, t0 = time.process_time(), time.perf_counter()
+        s = pred.init_state(video)
+        _sync(dev)
+        t1 = time.perf_counter()
+        for oid, pts in clicks(objects):
+            pred.add_new_points_or_box(s, 0, oid, points=pts, labels=[1])
+        _sync(dev)
+        t2 = time.perf_counter()
+        n = 0
+        for f, _, m in pred.propagate_in_video(s):
+            masks[f] = (m > 0).cpu()
+            n += 1
+        _sync(dev)
+        t3 = time.perf_counter()
+    # process CPU time: on a busy machine with one thread, a better estimate of the
+    # uncontended wall time than the wall clock
+    return {"init_s": t1 - t0, "prompts_s": t2 - t1, "propagate_s": t3 - t2, "total_s": t3 - t0,
+            "cpu_s": time.process_time() - c0, "frames": n, "propagate_fps": n / (t3 - t2)}, masks
+
+
+def mean_iou(a: Dict[int, torch.Tensor], b: Dict[int, torch.Tensor]) -> float:
+    ious = []
+    for f in a:
+        inter = (a[f] & b[f]).flatten(1).sum(1).float()
+        union = (a[f] | b[f]).flatten(1).sum(1).float()
+        ious += [1.0 if u == 0 else float(i / u) for i, u in zip(inter, union)]
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+def build(name: str, image_size: int, dev: torch.device, upstream: bool) -> Tuple[Any, Any]:
+    """(upstream video predictor or None, our model with the same weights)."""
+    from sam2_plugins.configs import get_config
+    from sam2_plugins.modeling.sam2 import SAM2Model
+
+    ref = None
+    cfg = replace(get_config(name), image_size=image_size)
+    if upstream:
+        try:
+            sys.path.insert(0, os.getcwd())
+            from tests.ref_utils import build_reference
+
+            extra = () if image_size == 1024 else (f"++model.image_size={image_size}",)
+            ref = build_reference(cfg.name, video=True, extra_overrides=extra).to(dev)
+        except Exception as e:  # missing sam2 / hydra, or not run from the repo root
+            print(f"upstream not available ({type(e).__name__}: {e}); timing ours only")
+    torch.manual_seed(0)
+    model = SAM2Model(cfg)
+    if ref is not None:
+        model.load_state_dict(ref.state_dict(), strict=True)
+    return ref, model.to(dev).eval()
+
+
+def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
+        scaling: Sequence[int] = (1, 3, 10), scaling_frames: int = 6, image_size: int = 1024,
+        device: str = "cpu", threads: Optional[int] = None, upstream: bool = True,
+        bf16: bool = True) -> Dict[str, Any]:
+    from sam2_plugins.predictors.video import SAM2VideoPredictor
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    ref, net = build(model, image_size, dev, upstream)
+    res: Dict[str, Any] = {"model": model, "image_size": image_size, "device": str(dev),
+                           "frames": frames, "objects": objects, "torch": torch.__version__,
+                           "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()}
+    null = lambda: torch.autocast(dev.type, enabled=False)  # noqa: E731
+    bf = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)  # noqa: E731
+    with tempfile.TemporaryDirectory() as d:
+        write_video(d, max(frames, scaling_frames), objects=max([objects, *scaling]))
+        vid = os.path.join(d, "main")
+        os.makedirs(vid)
+        for i in range(frames):
+            os.link(os.path.join(d, f"{i:05d}.jpg"), os.path.join(vid, f"{i:05d}.jpg"))
+        ours32 = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0)
+        if dev.type == "cuda":  # warm-up (kernels, allocator) on a 2-frame run
+            session(ours32, vid, 1, dev, null)
+        if ref is not None:
+            ref.fill_hole_area = 0
+            res["upstream_fp32"], _ = session(ref, vid, objects, dev, null)
+            if bf16 and dev.type == "cuda":
+                res["upstream_bf16"], _ = session(ref, vid, objects, dev, bf)
+        ours32.tracker.timed, ours32.tracker.stats = True, {}
+        res["ours_fp32"], m32 = session(ours32, vid, objects, dev, null)
+        res["ours_fp32_stages_s"] = dict(ours32.tracker.stats)
+        if bf16:
+            ours_bf = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0, dtype="bf16")
+            ours_bf.tracker.timed, ours_bf.tracker.stats = True, {}
+            res["ours_bf16"], mbf = session(ours_bf, vid, objects, dev, null)
+            res["ours_bf16_stages_s"] = dict(ours_bf.tracker.stats)
+            res["iou_bf16_vs_fp32"] = mean_iou(m32, mbf)
+        if ref is not None:
+            up = res["upstream_fp32"]["total_s"]
+            res["ratio_fp32"] = res["ours_fp32"]["total_s"] / up
+            res["ratio_fp32_cpu_time"] = res["ours_fp32"]["cpu_s"] / res["upstream_fp32"]["cpu_s"]
+            if bf16:
+                res["ratio_bf16_vs_upstream_default"] = res["ours_bf16"]["total_s"] / up
+                res["ratio_bf16_vs_upstream_default_cpu_time"] = (res["ours_bf16"]["cpu_s"]
+                                                                  / res["upstream_fp32"]["cpu_s"])
+        scale_vid = os.path.join(d, "scale")
+        os.makedirs(scale_vid)
+        for i in range(scaling_frames):
+            os.link(os.path.join(d, f"{i:05d}.jpg"), os.path.join(scale_vid, f"{i:05d}.jpg"))
+        fast = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0,
+                                  dtype="bf16" if (bf16 and dev.type == "cuda") else None)
+        res["scaling"] = {}
+        for k in scaling:
+            t, _ = session(fast, scale_vid, k, dev, null)
+            res["scaling"][k] = {"propagate_s_per_frame": t["propagate_s"] / max(1, t["frames"]),
+                                 "fps": t["propagate_fps"]}
+        base = res["scaling"][scaling[0]]["propagate_s_per_frame"]
+        for k in scaling:
+            res["scaling"][k]["ratio_to_first"] = res["scaling"][k]["propagate_s_per_frame"] / base
+    return res
+
+
+def print_report(r: Dict[str, Any]) -> None:
+    print(f"{r['model']} at {r['image_size']}², {r['objects']} objects, {r['frames']} frames, "
+          f"{r['device']} ({r['threads']} threads, torch {r['torch']})")
+    for key in ("upstream_fp32", "upstream_bf16", "ours_fp32", "ours_bf16"):
+        if key in r:
+            t = r[key]
+            print(f"  {key:>14}: total {t['total_s']:7.2f} s, cpu {t['cpu_s']:7.2f} s (init {t['init_s']:.2f}, prompts "
+                  f"{t['prompts_s']:.2f}, propagate {t['propagate_s']:.2f}; {t['propagate_fps']:.2f} fps)")
+    for key in ("ratio_fp32", "ratio_fp32_cpu_time", "ratio_bf16_vs_upstream_default",
+                "ratio_bf16_vs_upstream_default_cpu_time", "iou_bf16_vs_fp32"):
+        if key in r:
+            print(f"  {key}: {r[key]:.3f}")
+    for key in ("ours_fp32_stages_s", "ours_bf16_stages_s"):
+        if key in r:
+            print(f"  {key}: " + ", ".join(f"{k} {v:.2f}" for k, v in r[key].items()))
+    for k, v in r.get("scaling", {}).items():
+        print(f"  {k:>3} objects: {v['propagate_s_per_frame'] * 1000:8.1f} ms/frame ({v['fps']:.1f} fps), "
+              f"x{v['ratio_to_first']:.2f}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.video_speed", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="sam2.1_hiera_tiny")
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--objects", type=int, default=3)
+    ap.add_argument("--scaling", type=int, nargs="*", default=[1, 3, 10])
+    ap.add_argument("--scaling-frames", type=int, default=6)
+    ap.add_argument("--image-size", type=int, default=1024)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-upstream", action="store_true")
+    ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args(argv)
+    if not a.scaling:
+        a.scaling = [1]
+    r = run(a.model, a.frames, a.objects, a.scaling, a.scaling_frames, a.image_size, a.device,
+            a.threads, not a.no_upstream, not a.no_bf16)
+    print_report(r)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Typed state for video tracking (what upstream keeps in an 18-key dict).
+
+Three levels:
+
+* :class:`FrameOutput`: one object's result on one frame, plus what later frames read from it
+  (its spatial memory and its object pointer).
+* :class:`ObjectState`: one object's prompts, its memory bank and bookkeeping.
+* :class:`VideoState`: the whole video (frames, sizes, devices, objects in insertion order).
+
+``VideoState`` also answers the handful of dict keys that code written for upstream reads from
+an ``inference_state`` (``state["obj_ids"]``, ``state["num_frames"]``, ...), so such code runs
+unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sam2_plugins.predictors.memory import FrameFeed, MemoryBank
+
+__all__ = ["NO_OBJ_SCORE", "PointInputs", "FrameOutput", "ObjectState", "VideoState", "parse_point_prompt",
+           "prepare_mask_prompt"]
+
+NO_OBJ_SCORE: float = -1024.0
+"""Mask logit used for "no object here" (upstream's ``NO_OBJ_SCORE``)."""
+
+
+@dataclass
+class PointInputs:
+    """Clicks on one frame for one object, in model input pixels (0..image_size).
+
+    Attributes:
+        coords: (1, N, 2) float32, XY in the model's square input frame.
+        labels: (1, N) int32: 1 positive, 0 negative, 2/3 box corners, -1 padding.
+    """
+
+    coords: torch.Tensor
+    labels: torch.Tensor
+
+    def as_dict(self) -> Dict[str, torch.Tensor]:
+        """The ``{"point_coords", "point_labels"}`` dict the model's SAM heads take."""
+        return {"point_coords": self.coords, "point_labels": self.labels}
+
+    def cat(self, coords: torch.Tensor, labels: torch.Tensor) -> "PointInputs":
+        """New inputs with more clicks appended at the end (upstream's ``concat_points``)."""
+        return PointInputs(torch.cat([self.coords, coords], dim=1),
+                           torch.cat([self.labels, labels], dim=1))
+
+
+@dataclass
+class FrameOutput:
+    """One object's output on one frame.
+
+    Attributes:
+        pred_masks: (1, 1, s/4, s/4) float32 mask logits at the model's low resolution
+            (256² for 1024² models); -1024 where the object is judged absent.
+        obj_ptr: (1, hidden_dim) object pointer read by later frames.
+        object_score_logits: (1, 1) float32; > 0 means the object is visible.
+        iou: (1,) float32 predicted IoU of the chosen mask (1.0 for mask prompts).
+        maskmem_features: (1, mem_dim, h, w) spatial memory (bf16 as upstream stores it), or
+            None when not encoded yet (a fresh prompt) or evicted by the bounded bank.
+        mask_from_points: True when the memory is (to be) encoded from a prompted frame;
+            with ``binarize_mask_from_pts_for_mem_enc`` such masks are binarised first.
+        reverse: direction of the pass that produced this output.
+    """
+
+    pred_masks: torch.Tensor
+    obj_ptr: torch.Tensor
+    object_score_logits: torch.Tensor
+    iou: torch.Tensor
+    maskmem_features: Optional[torch.Tensor] = None
+    mask_from_points: bool = False
+    reverse: bool = False
+    evicted: bool = False
+    """True when ``maskmem_features`` was dropped by the bounded bank (recomputable)."""
+
+    @property
+    def score(self) -> float:
+        """The object-score logit as a Python float."""
+        return float(self.object_score_logits.reshape(-1)[0])
+
+
+@dataclass
+class ObjectState:
+    """One tracked object.
+
+    ``temp_cond`` / ``temp_non_cond`` hold outputs of prompts not yet folded into the bank
+    (upstream's ``temp_output_dict_per_obj``): their memories are encoded when propagation
+    starts, after the user has finished clicking.
+    """
+
+    obj_id: Any
+    bank: "MemoryBank"
+    point_inputs: Dict[int, PointInputs] = field(default_factory=dict)
+    mask_inputs: Dict[int, torch.Tensor] = field(default_factory=dict)
+    temp_cond: Dict[int, FrameOutput] = field(default_factory=dict)
+    temp_non_cond: Dict[int, FrameOutput] = field(default_factory=dict)
+    frames_tracked: Dict[int, bool] = field(default_factory=dict)
+    """frame index -> whether it was tracked in reverse (upstream ``frames_tracked_per_obj``)."""
+
+    def temp(self, is_cond: bool) -> Dict[int, FrameOutput]:
+        return self.temp_cond if is_cond else self.temp_non_cond
+
+    def lookup(self, frame_idx: int, is_cond: bool) -> Optional[FrameOutput]:
+        """Latest output on a frame: temporary (same kind) first, then the bank."""
+        out = self.temp(is_cond).get(frame_idx)
+        if out is None:
+            out = self.bank.get(frame_idx)
+        return out
+
+
+@dataclass
+class VideoState:
+    """All state of one video session of :class:`~sam2_plugins.predictors.video.SAM2VideoPredictor`.
+
+    Attributes:
+        frames: the lazy frame provider (decodes and normalises on demand, caches features).
+        num_frames: number of frames.
+        video_height, video_width: original frame size in pixels (outputs come back at it).
+        device: where the model computes.
+        storage_device: where per-frame outputs are kept (CPU with ``offload_state_to_cpu``).
+        objects: object id -> :class:`ObjectState`, in the order objects were first prompted
+            (that order is the row order of every returned mask tensor).
+        constants: tensors shared by all frames (the memory's spatial position encoding).
+    """
+
+    frames: "FrameFeed"
+    num_frames: int
+    video_height: int
+    video_width: int
+    device: torch.device
+    storage_device: torch.device
+    objects: "OrderedDict[Any, ObjectState]" = field(default_factory=OrderedDict)
+    constants: Dict[str, Any] = field(default_factory=dict)
+    offload_video_to_cpu: bool = False
+    offload_state_to_cpu: bool = False
+
+    # ---- object bookkeeping -------------------------------------------------------------
+    @property
+    def obj_ids(self) -> List[Any]:
+        """Object ids in row order of the returned masks."""
+        return list(self.objects)
+
+    def obj_idx(self, obj_id: Any) -> int:
+        """Row index of an object id (raises ValueError for unknown ids)."""
+        for i, k in enumerate(self.objects):
+            if k == obj_id:
+                return i
+        raise ValueError(f"unknown object id {obj_id!r}; known ids: {self.obj_ids}")
+
+    def get_object(self, obj_id: Any) -> ObjectState:
+        if obj_id not in self.objects:
+            raise ValueError(f"unknown object id {obj_id!r}; known ids: {self.obj_ids}")
+        return self.objects[obj_id]
+
+    def check_frame(self, frame_idx: Any) -> int:
+        """Validate a frame index; returns it as int (IndexError when out of range)."""
+        if isinstance(frame_idx, (bool, np.bool_)) or not isinstance(frame_idx, (int, np.integer)):
+            raise TypeError(f"frame_idx must be an int, got {type(frame_idx).__name__}")
+        idx = int(frame_idx)
+        if not 0 <= idx < self.num_frames:
+            raise IndexError(
+                f"frame_idx {idx} is out of range for a video of {self.num_frames} frames "
+                f"(valid: 0..{self.num_frames - 1})")
+        return idx
+
+    # ---- upstream dict compatibility -----------------------------------------------------
+    _DICT_KEYS = ("images", "num_frames", "video_height", "video_width", "device",
+                  "storage_device", "obj_ids", "obj_id_to_idx", "obj_idx_to_id",
+                  "offload_video_to_cpu", "offload_state_to_cpu", "constants")
+
+    def __getitem__(self, key: str) -> Any:
+        """Read-only access with upstream's ``inference_state`` keys."""
+        if key == "obj_id_to_idx":
+            return OrderedDict((k, i) for i, k in enumerate(self.objects))
+        if key == "obj_idx_to_id":
+            return OrderedDict((i, k) for i, k in enumerate(self.objects))
+        if key == "images":
+            return self.frames
+        if key in self._DICT_KEYS:
+            return getattr(self, key)
+        raise KeyError(f"{key!r} (VideoState supports upstream keys {', '.join(self._DICT_KEYS)})")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._DICT_KEYS
+
+    def keys(self) -> List[str]:
+        return list(self._DICT_KEYS)
+
+
+def _as_float_tensor(x: Any, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu()
+    try:
+        return torch.as_tensor(np.asarray(x, dtype=np.float32))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} must be array-like numbers, got {type(x).__name__}") from e
+
+
+def parse_point_prompt(points: Any, labels: Any, box: Any, clear_old_points: bool
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Validate clicks and box -> ((1, N, 2) float32 coords, (1, N) int32 labels)."""
+    if (points is None) != (labels is None):
+        raise ValueError("points and labels must be provided together")
+    if points is None and box is None:
+        raise ValueError("at least one of points or box must be provided as input")
+    if points is None:
+        coords, labs = torch.zeros(1, 0, 2), torch.zeros(1, 0, dtype=torch.int32)
+    else:
+        coords = _as_float_tensor(points, "points")
+        labs = labels.detach().cpu() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+        if coords.dim() == 2:
+            coords = coords[None]
+        if labs.dim() == 1:
+            labs = labs[None]
+        if coords.dim() != 3 or coords.shape[0] != 1 or coords.shape[-1] != 2:
+            raise ValueError(f"points must be (N, 2) XY coordinates, got shape {tuple(coords.shape)}")
+        if labs.dim() != 2 or labs.shape != coords.shape[:2]:
+            raise ValueError(f"labels must be (N,) matching points {tuple(coords.shape[1:2])}, "
+                             f"got shape {tuple(labs.shape)}")
+        labs = labs.to(torch.int32)
+        if coords.shape[1] == 0 and box is None:
+            raise ValueError("points is empty and no box was given: a prompt needs at least one "
+                             "point or a box")
+        if not torch.isfinite(coords).all():
+            raise ValueError("points contain NaN or infinite coordinates")
+    if box is not None:
+        if not clear_old_points:
+            raise ValueError("cannot add box without clearing old points, since box prompt must be "
+                             "provided before any point prompt (please use clear_old_points=True instead)")
+        b = _as_float_tensor(box, "box")
+        if b.numel() != 4:
+            raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got shape {tuple(b.shape)}")
+        coords = torch.cat([b.reshape(1, 2, 2), coords], dim=1)
+        labs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labs], dim=1)
+    return coords, labs
+
+
+def prepare_mask_prompt(mask: Any, image_size: int, device: torch.device) -> torch.Tensor:
+    """An (H, W) mask prompt (bool / 0-1, any size) -> (1, 1, S, S) float 0/1 on ``device``.
+
+    As upstream: a mask of another size is resized with antialiased bilinear interpolation
+    and thresholded at 0.5.
+    """
+    import torch.nn.functional as F
+
+    m = mask.detach().cpu() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+    if m.dim() != 2:
+        raise ValueError(f"mask must be 2D (H, W), got shape {tuple(m.shape)}")
+    if m.numel() == 0:
+        raise ValueError("mask is empty (zero size)")
+    m = m.bool().float()[None, None].to(device)
+    if tuple(m.shape[-2:]) != (image_size, image_size):
+        m = F.interpolate(m, size=(image_size, image_size), mode="bilinear", align_corners=False,
+                          antialias=True)
+        m = (m >= 0.5).float()
+    return m
