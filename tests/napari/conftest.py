@@ -1,0 +1,105 @@
+"""Shared fixtures for the napari plugin tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from napari_sam2._embedding_cache import EmbeddingCache
+from napari_sam2._engine import FrameResult, Quality
+from napari_sam2._prompts import FramePrompt
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+class StubEngine:
+    """A deterministic stand-in for :class:`SAM2Engine` (tests the plumbing, not SAM 2).
+
+    A positive click paints a disk of radius 5, a negative click erases one, a box fills its
+    rectangle, a mask prompt alone is returned as is. Propagation repeats the prompted
+    frame's masks on every frame (optionally slowly, to test cancel); every 4th frame is
+    reported "lost".
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.cache = EmbeddingCache()
+        self.delay = delay
+        self.frame = None
+        self.predictions = 0
+
+    def is_ready(self, token) -> bool:
+        return True
+
+    def set_frame(self, rgb, token) -> bool:
+        self.frame = rgb() if callable(rgb) else rgb
+        return False
+
+    def predict(self, fp: FramePrompt):
+        self.predictions += 1
+        h, w = self.frame.shape[:2]
+        if fp.mask is not None and not fp.has_points_or_box:
+            return fp.mask.copy(), 1.0
+        m = np.zeros((h, w), bool) if fp.mask is None else fp.mask.copy()
+        if fp.box is not None:
+            x0, y0, x1, y1 = np.round(fp.box).astype(int)
+            m[y0:y1 + 1, x0:x1 + 1] = True
+        yy, xx = np.mgrid[0:h, 0:w]
+        for (x, y), lab in zip(fp.points, fp.labels):
+            disk = (yy - y) ** 2 + (xx - x) ** 2 <= 25
+            m = m | disk if lab == 1 else m & ~disk
+        return m, 0.9
+
+    def propagate_sequence(self, frames, prompts, direction="both", start=None) -> Iterator[FrameResult]:
+        n = len(frames)
+        first = min(prompts) if start is None else start
+        self.set_frame(np.asarray(frames[first]), None)
+        src = prompts[min(prompts, key=lambda i: abs(i - first))]
+        base = {oid: self.predict(fp)[0] for oid, fp in src.items()}
+        fwd, bwd = list(range(first, n)), list(range(first - 1, -1, -1))
+        order = {"forward": fwd, "backward": [first] + bwd, "both": fwd + bwd}[direction]
+        for i in order:
+            if self.delay:
+                time.sleep(self.delay)
+            q = {o: Quality(-2.0 if i % 4 == 0 else 3.0, 0.8, i % 4 == 0, False) for o in base}
+            yield FrameResult(i, {o: m.copy() for o, m in base.items()}, q)
+
+    def automatic(self, rgb, **kw) -> np.ndarray:
+        out = np.zeros(rgb.shape[:2], np.int32)
+        out[2:8, 2:8] = 1
+        out[10:14, 10:20] = 2
+        return out
+
+
+@pytest.fixture
+def stub_engine():
+    return StubEngine()
+
+
+def demo_weights_available() -> bool:
+    try:
+        from sam2_plugins.checkpoints import demo_checkpoint_path
+    except ImportError:
+        return False
+    return demo_checkpoint_path().exists()
+
+
+@pytest.fixture
+def sam2_widget(make_napari_viewer, qtbot):
+    """A viewer (shown: GL needs a real window under Xvfb) with the SAM 2 widget docked."""
+    from napari_sam2._widget import SAM2Widget
+
+    def factory(threaded: bool = False, show: bool = False):
+        viewer = make_napari_viewer(show=show)
+        w = SAM2Widget(viewer, threaded=threaded)
+        viewer.window.add_dock_widget(w, area="right", name="SAM 2")
+        return viewer, w
+    return factory
+
+
+def wait_idle(qtbot, w, timeout: int = 60000) -> None:
+    """Wait until the widget's worker is done."""
+    qtbot.waitUntil(lambda: w.worker is None, timeout=timeout)
