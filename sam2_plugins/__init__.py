@@ -26,6 +26,8 @@ _LAZY = {
     "SAM2ImagePredictor": "sam2_plugins.predictors.image",
     "SAM2VideoPredictor": "sam2_plugins.predictors.video",
     "SAM2AutomaticMaskGenerator": "sam2_plugins.predictors.automatic",
+    "VideoSession": "sam2_plugins.predictors.session",
+    "open_frames": "sam2_plugins.io",
     "pick_device": "sam2_plugins.device",
     "CheckpointError": "sam2_plugins.checkpoints",
 }
@@ -41,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .predictors.automatic import SAM2AutomaticMaskGenerator
     from .predictors.image import SAM2ImagePredictor
     from .predictors.video import SAM2VideoPredictor
+    from .predictors.session import VideoSession
+    from .io import open_frames
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,112 @@
+"""Automatic labeling of images with SAM 2's automatic mask generator (no prompts).
+
+Each generated mask becomes a ``Detection`` with a box-cropped ``mask``,
+``confidence`` = predicted IoU, and the attributes ``predicted_iou``, ``stability_score``
+and ``area`` (pixels). Optionally an instance-id ``Segmentation`` is written too
+(pixel value k = the k-th detection, 0 = background).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _resume
+from ._convert import instance_id_map, mask_to_detection
+from ._fields import require_media
+from ._media import load_image
+from ._models import DEFAULT_MODEL, ModelSpec, load_model
+
+#: Generator options the plugin exposes (upstream names); others keep the core's defaults.
+AMG_OPTIONS = ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",
+               "box_nms_thresh", "crop_n_layers", "min_mask_region_area", "multimask_output")
+
+
+def masks_to_labels(records: Sequence[dict], height: int, width: int, label: str | None,
+                    with_semantic: bool) -> tuple[Any, Any]:
+    """Generator records (upstream dicts) -> (``Detections``, ``Segmentation`` or None).
+
+    Records are sorted by predicted IoU, best first, so detection k and id k+1 agree.
+    """
+    import fiftyone as fo
+
+    records = sorted(records, key=lambda r: -float(r.get("predicted_iou", 0.0)))
+    masks = [np.asarray(r["segmentation"], dtype=bool) for r in records]
+    dets = []
+    for r, m in zip(records, masks):
+        iou = float(r.get("predicted_iou", 0.0))
+        dets.append(mask_to_detection(
+            m, label=label, confidence=iou, predicted_iou=iou,
+            stability_score=float(r.get("stability_score", 0.0)), area=int(m.sum())))
+    seg = fo.Segmentation(mask=instance_id_map(masks, height, width)) if with_semantic else None
+    return fo.Detections(detections=dets), seg
+
+
+def auto_label(
+    view: Any,
+    label_field: str = "sam2_auto",
+    semantic_field: str | None = None,
+    model: str | ModelSpec | None = None,
+    checkpoint: str | None = "demo",
+    device: str | None = None,
+    label: str | None = "object",
+    overwrite: bool = False,
+    progress: _resume.ProgressFn | None = None,
+    **amg_kwargs: Any,
+) -> dict[str, Any]:
+    """Label every image of ``view`` with SAM 2's automatic mask generator.
+
+    Args:
+        view: a FiftyOne image dataset or view.
+        label_field: new ``Detections`` field (instance masks, scores).
+        semantic_field: optional new ``Segmentation`` field (instance-id map).
+        model, checkpoint, device: see :class:`~fiftyone_sam2._models.ModelSpec`.
+        label: class label given to every mask.
+        overwrite: allow writing into existing fields not made by an auto-label run.
+        progress: ``fn(fraction, text)``.
+        **amg_kwargs: generator options, among :data:`AMG_OPTIONS` (e.g. ``points_per_side``).
+
+    Returns:
+        The run summary (processed / skipped / failed counts, first errors).
+    """
+    import fiftyone as fo
+
+    spec = model if isinstance(model, ModelSpec) else ModelSpec(model or DEFAULT_MODEL, checkpoint, device)
+    require_media(view, ("image",), "auto_label")
+    unknown = sorted(set(amg_kwargs) - set(AMG_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown generator option(s) {unknown}; expected some of {list(AMG_OPTIONS)}")
+    if semantic_field is not None and semantic_field == label_field:
+        raise ValueError("semantic_field must differ from label_field")
+    opts = {k: v for k, v in amg_kwargs.items() if v is not None}
+    sam = load_model(spec)
+    from sam2_plugins import SAM2AutomaticMaskGenerator
+
+    generator = SAM2AutomaticMaskGenerator(sam, **opts)
+    settings = {**spec.settings(), "label": label, "semantic_field": semantic_field,
+                **{k: opts[k] for k in sorted(opts)}}
+    extra = {semantic_field: fo.Segmentation} if semantic_field else None
+    run = _resume.start_run(view, label_field, "auto_label", settings, fo.Detections, overwrite,
+                            extra_fields=extra)
+
+    def compute(samples: Sequence[Any]) -> list[Any]:
+        out: list[Any] = []
+        for s in samples:
+            try:
+                img = load_image(s.filepath)
+                records = generator.generate(img)
+                out.append(masks_to_labels(records, img.shape[0], img.shape[1], label,
+                                           semantic_field is not None))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def write(sample: Any, result: Any) -> None:
+        dets, seg = result
+        sample[label_field] = dets
+        if semantic_field:
+            sample[semantic_field] = seg
+
+    _resume.execute(view, run, compute, write, batch_size=1, progress=progress)
+    return run.summary()
