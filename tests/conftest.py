@@ -35,3 +35,13 @@ def _seed() -> None:
 
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _drop_torchvision_shim():
+    """Tests may install a torchvision stand-in for upstream's predictors; remove it afterwards
+    so libraries that probe for torchvision (torchmetrics) do not see a half module."""
+    yield
+    from tests.ref_utils import uninstall_torchvision_shim
+
+    uninstall_torchvision_shim()

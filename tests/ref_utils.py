@@ -164,3 +164,11 @@ def save_reference_checkpoint(model: torch.nn.Module, path: Path) -> Path:
     """Save upstream's state dict as an official ``{"model": state_dict}`` file."""
     torch.save({"model": model.state_dict()}, path)
     return Path(path)
+
+
+def uninstall_torchvision_shim() -> None:
+    """Remove the stand-in from ``sys.modules`` (other libraries probe for a real torchvision)."""
+    tv = sys.modules.get("torchvision")
+    if tv is not None and getattr(tv, "_sam2_plugins_shim", False):
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
