@@ -26,7 +26,7 @@ $(PIN): | $(BIN)/python
 venv: $(PIN)
 
 setup-core: $(PIN)
-	$(PIP) install -c $(PIN) -e ".[video]"
+	$(PIP) install -c $(PIN) -e ".[video,bench]"
 
 setup-test: $(PIN) apt-test
 	$(PIP) install -c $(PIN) setuptools wheel
@@ -46,7 +46,7 @@ apt-test:
 	fi
 
 demo: setup-core
-	$(BIN)/python -m sam2_plugins.cli demo --out $(OUT)/demo
+	$(BIN)/python -m benchmarks demo --output-dir $(OUT)/demo
 
 test: setup-test
 	FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \

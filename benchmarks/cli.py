@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="HTML file")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("demo", help="zero-shot VOS with the demo model; writes a report folder")
+    p = sub.add_parser("demo", help="the main job: VOS, interactive image, pictures and speed with the demo model")
     p.add_argument("--output-dir", default="benchmark_report")
     p.add_argument("--model", default="nano")
     p.add_argument("--checkpoint", default="demo")
@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", default=None)
     p.add_argument("--max-sequences", type=int, default=3)
     p.add_argument("--max-frames", type=int, default=24)
-    p.add_argument("--synthetic", action="store_true", help="use synthetic videos even if DAVIS is present")
+    p.add_argument("--max-clicks", type=int, default=5)
+    p.add_argument("--max-instances", type=int, default=8, help="instances per image (interactive protocol)")
+    p.add_argument("--synthetic", action="store_true", help="use synthetic data even if ../shared/data is present")
     p.set_defaults(func=_run("run_demo"))
     return parser
 

@@ -143,6 +143,13 @@ def run_interactive_video_command(args: Any) -> Dict[str, Any]:
 
 
 def run_demo(args: Any) -> Dict[str, Any]:
+    """The README's main job (see :mod:`benchmarks.demo`)."""
+    from .demo import run_full_demo
+
+    return run_full_demo(args)
+
+
+def run_vos_demo(args: Any) -> Dict[str, Any]:
     """Zero-shot VOS with the demo model: DAVIS-2016 (a few short sequences) if present, else
     synthetic videos; GT-mask prompt."""
     davis = SHARED_DATA / "davis2016-val"

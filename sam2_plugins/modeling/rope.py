@@ -149,7 +149,10 @@ class RoPEAttention(Attention):
 
     def _tables(self, n: int, device: torch.device) -> Tuple[Tensor, Tensor]:
         cos = self._rope_cos
-        if cos is None or cos.shape[0] != n or cos.device != device:
+        # Tables first built under torch.inference_mode() (a predictor, or Lightning's
+        # validation) are inference tensors, which autograd refuses to save: rebuild them.
+        stale = cos is not None and cos.is_inference() and not torch.is_inference_mode_enabled()
+        if cos is None or stale or cos.shape[0] != n or cos.device != device:
             w, h = self.feat_sizes
             if w * h != n:
                 side = math.isqrt(n)
