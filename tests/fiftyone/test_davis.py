@@ -6,12 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import requires_demo_quality
+
 from tests.fiftyone import _data
 from tests.fiftyone.test_segment import _run
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
+@requires_demo_quality
 def test_car_shadow_tracking_and_jf(shared_data, media_dir, demo_checkpoint):
     import fiftyone as fo
     from PIL import Image

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import requires_demo_quality
+
 from tests.napari.conftest import ARTIFACTS, demo_weights_available, wait_idle
 
 pytestmark = pytest.mark.gui
@@ -42,7 +44,7 @@ def _run_two_objects(w, viewer, frames, gt, qtbot):
     return mid
 
 
-@pytest.mark.skipif(not demo_weights_available(), reason="the demo checkpoint is not shipped in this tree yet")
+@requires_demo_quality
 def test_two_objects_both_ways_match_ground_truth(sam2_widget, qtbot):
     from sam2_plugins.evaluation.jf import f_measure, jaccard
     from sam2_plugins.evaluation.synthetic import make_video
