@@ -125,8 +125,16 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
 
     rc = main(["demo", "--synthetic", "--max-sequences", "1", "--max-frames", "3", "--output-dir", str(tmp_path / "demo"),
                "--device", "cpu"])
-    rep = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert rc == 0 and rep["kind"] == "demo" and rep["settings"]["dataset"] == "synthetic"
+    demo = tmp_path / "demo"
+    summary = json.loads((demo / "summary.json").read_text())
+    assert rc == 0 and set(summary["sections"]) == {
+        "vos_synthetic", "interactive_image_synthetic", "image_one_click", "video_picture"}
+    assert set(summary["sections"]["vos_synthetic"]) == {"mask", "click1"}
+    assert all(0 <= v["J&F-Mean"] <= 1 for v in summary["sections"]["vos_synthetic"].values())
+    assert 0 <= summary["sections"]["image_one_click"]["one_click_mIoU"] <= 1
+    assert (demo / "image_one_click.png").is_file() and (demo / "video_tracking.png").is_file()
+    assert json.loads((demo / "vos-synthetic" / "report.json").read_text())["kind"] == "vos"
+    assert "## vos_synthetic" in (demo / "summary.md").read_text()
 
 
 @pytest.mark.data

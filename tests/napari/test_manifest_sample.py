@@ -18,7 +18,7 @@ def test_manifest_python_names_import_without_a_viewer():
 
     m = PluginManifest.from_file(MANIFEST)
     names = [c.python_name for c in m.contributions.commands]
-    assert len(names) >= 4 and m.name == "napari-sam2"
+    assert len(names) >= 4 and m.name == "sam2-plugins"
     for pn in names:
         mod, attr = pn.split(":")
         assert callable(getattr(importlib.import_module(mod), attr)), pn
@@ -61,12 +61,29 @@ def test_sample_data_opens_through_npe2():
 
     pm = PluginManager()
     pm.register(PluginManifest.from_file(MANIFEST))
-    samples = {s.key: s for s in dict(pm.iter_sample_data())["napari-sam2"]}
+    samples = {s.key: s for s in dict(pm.iter_sample_data())["sam2-plugins"]}
     assert set(samples) == {"timelapse", "tzyx", "nuclei3d"}
-    cmd = {c.id: c for c in pm.get_manifest("napari-sam2").contributions.commands}[samples["tzyx"].command]
+    cmd = {c.id: c for c in pm.get_manifest("sam2-plugins").contributions.commands}[samples["tzyx"].command]
     mod, attr = cmd.python_name.split(":")
     viewer = ViewerModel()
     for data, meta, kind in getattr(importlib.import_module(mod), attr)():
         viewer._add_layer_from_data(data, meta, kind)
     assert [ly.name for ly in viewer.layers] == ["synthetic 3D+t", "3D+t ground truth"]
     assert viewer.layers[0].rgb and viewer.layers[1].data.shape == (4, 5, 64, 80)
+
+
+def test_installed_entry_point_is_discovered_by_npe2():
+    """The ``napari.manifest`` entry point of the installed distribution validates (npe2 requires
+    the manifest name to equal the distribution name) and is found by discovery."""
+    import importlib.metadata as md
+
+    from npe2 import PluginManager
+
+    eps = [e for e in md.entry_points(group="napari.manifest") if e.value == "napari_sam2:napari.yaml"]
+    if not eps:
+        pytest.skip("sam2-plugins is not pip-installed in this environment (make test installs it)")
+    pm = PluginManager()
+    pm.discover(include_npe1=False)
+    m = pm.get_manifest("sam2-plugins")
+    assert m.package_metadata is None or m.package_metadata.name == "sam2-plugins"
+    assert {c.id for c in m.contributions.commands} >= {"sam2-plugins.widget"}
