@@ -34,9 +34,9 @@ from .image_encoder import build_image_encoder
 from .mask_decoder import build_sam_heads
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
-from .tracking_utils import (NO_OBJ_SCORE, apply_non_overlapping_constraints, get_1d_sine_pe,
-                             prompts_to_point_inputs, select_object_pointers,
-                             select_spatial_memories)
+from .object_pointers import object_pointer_memory
+from .tracking_utils import (NO_OBJ_SCORE, apply_non_overlapping_constraints,
+                             prompts_to_point_inputs, select_spatial_memories)
 
 __all__ = ["SAM2Model", "NO_OBJ_SCORE"]
 
@@ -401,36 +401,11 @@ class SAM2Model(nn.Module):
 
             num_ptr_tokens = 0
             if self.use_obj_ptrs_in_encoder:
-                max_ptrs = (self.max_obj_ptrs_in_encoder if num_frames is None
-                            else min(num_frames, self.max_obj_ptrs_in_encoder))
-                pos_and_ptrs = select_object_pointers(
-                    frame_idx, selected, unselected, output_dict["non_cond_frame_outputs"],
-                    max_ptrs, num_frames, reverse=track_in_reverse,
-                    only_past=(not self.training and self.only_obj_ptrs_in_the_past_for_eval),
-                    signed=self.use_signed_tpos_enc_to_obj_ptrs)
-                if pos_and_ptrs:
-                    pos_list = [p for p, _ in pos_and_ptrs]
-                    ptrs = torch.stack([q.to(device) for _, q in pos_and_ptrs], dim=0)
-                    if self.add_tpos_enc_to_obj_ptrs:
-                        # Upstream divides by max_ptrs - 1 (0 for a 1-frame video: NaN there);
-                        # we keep the divisor >= 1.
-                        t_diff_max = max(max_ptrs - 1, 1)
-                        tpos_dim = c if self.proj_tpos_enc_in_obj_ptrs else self.mem_dim
-                        rel = torch.tensor(pos_list, device=device) / t_diff_max
-                        sine = get_1d_sine_pe(rel, dim=tpos_dim)
-                        weight = getattr(self.obj_ptr_tpos_proj, "weight", None)
-                        if weight is not None:  # e.g. a model cast to bf16 as a whole
-                            sine = sine.to(weight.dtype)
-                        ptr_pos = self.obj_ptr_tpos_proj(sine)
-                        ptr_pos = ptr_pos.unsqueeze(1).expand(-1, b, self.mem_dim)
-                    else:
-                        ptr_pos = ptrs.new_zeros(len(pos_list), b, self.mem_dim)
-                    if self.mem_dim < c:
-                        # A C-dim pointer becomes C / mem_dim tokens of mem_dim channels.
-                        k = c // self.mem_dim
-                        ptrs = ptrs.reshape(-1, b, k, self.mem_dim).permute(0, 2, 1, 3)
-                        ptrs = ptrs.flatten(0, 1)
-                        ptr_pos = ptr_pos.repeat_interleave(k, dim=0)
+                pointer_memory = object_pointer_memory(
+                    self, frame_idx, selected, unselected, output_dict["non_cond_frame_outputs"],
+                    num_frames, track_in_reverse, b, device)
+                if pointer_memory is not None:
+                    ptrs, ptr_pos = pointer_memory
                     mems.append(ptrs)
                     poss.append(ptr_pos)
                     num_ptr_tokens = ptrs.shape[0]
