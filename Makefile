@@ -34,9 +34,10 @@ setup-test: $(PIN) apt-test
 	# Upstream SAM 2 (byte-identical to facebookresearch/sam2) for the parity tests only.
 	$(PIP) install --no-deps --no-build-isolation "sam2==1.1.0"
 
-# System packages the GUI / video tests need (Xvfb for napari's OpenGL, ffprobe for FiftyOne).
+# System packages the GUI / video tests need (Xvfb for napari's OpenGL, ffprobe for FiftyOne,
+# chromium for the FiftyOne App screenshot test).
 apt-test:
-	@missing=""; for p in xvfb libxcb-icccm4 libxcb-keysyms1 ffmpeg; do \
+	@missing=""; for p in xvfb libxcb-icccm4 libxcb-keysyms1 ffmpeg chromium; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages:$$missing"; \
@@ -50,11 +51,11 @@ demo: setup-core
 
 test: setup-test
 	FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \
-	  $(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -q -rs -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 test-all: setup-test
 	FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup-test
 	$(BIN)/python -m benchmarks --help
