@@ -33,6 +33,9 @@ setup-test: $(PIN) apt-test
 	$(PIP) install -c $(PIN) -e ".[all]"
 	# Upstream SAM 2 (byte-identical to facebookresearch/sam2) for the parity tests only.
 	$(PIP) install --no-deps --no-build-isolation "sam2==1.1.0"
+	# Independent cross-checks: vos-benchmark's J&F (its opencv-python pin clashes with the
+	# headless build already installed, hence --no-deps) and pycocotools' RLE.
+	$(PIP) install -c $(PIN) --no-deps vos-benchmark pycocotools
 
 # System packages the GUI / video tests need (Xvfb for napari's OpenGL, ffprobe for FiftyOne,
 # chromium for the FiftyOne App screenshot test).
