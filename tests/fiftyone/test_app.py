@@ -29,15 +29,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _screenshot(url: str, out: Path) -> np.ndarray:
+def _screenshot(url: str, out: Path, budget_ms: int = 20000) -> np.ndarray:
     from PIL import Image
 
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--no-first-run", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium_')}",
-           "--window-size=1400,900", "--virtual-time-budget=20000", f"--screenshot={out}", url]
+           "--window-size=1400,900", f"--virtual-time-budget={budget_ms}", f"--screenshot={out}", url]
     subprocess.run(cmd, capture_output=True, timeout=180, check=True)
     return np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
+
+
+def _rendered_screenshot(url: str, out: Path) -> np.ndarray:
+    """A screenshot once the grid has drawn: on a loaded machine the App can still show a blank
+    grid when Chromium's virtual time runs out, so retry with a longer budget (the assertions
+    below still judge the last shot)."""
+    shot = np.zeros((1, 1, 3), np.int16)
+    for budget in (20000, 40000, 80000):
+        shot = _screenshot(url, out, budget)
+        if shot[GRID].std() > 20:
+            break
+    return shot
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs a chromium browser (apt install chromium)")
@@ -63,8 +75,8 @@ def test_app_renders_sam2_masks(media_dir, fo_env, checkpoint):
             except Exception:
                 time.sleep(0.5)
         shot = fo_env / "app_masks.png"
-        with_masks = _screenshot(f"http://127.0.0.1:{port}/datasets/{ds.name}", shot)
-        without = _screenshot(f"http://127.0.0.1:{port}/datasets/{plain.name}", fo_env / "app_plain.png")
+        with_masks = _rendered_screenshot(f"http://127.0.0.1:{port}/datasets/{ds.name}", shot)
+        without = _rendered_screenshot(f"http://127.0.0.1:{port}/datasets/{plain.name}", fo_env / "app_plain.png")
     finally:
         session.close()
     out = os.environ.get("SAM2_FO_SCREENSHOT_OUT")
