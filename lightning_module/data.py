@@ -98,12 +98,17 @@ class BatchedClips(Dataset):
         augment: augmentation (None for validation).
         max_retries: clips without any object on frame 0 are redrawn this many times, then
             the batch is built from fewer clips (and an error is raised when none is left).
+        first_batches, first_weights: a curriculum: batches ``0 .. first_batches - 1`` pick
+            their source with ``first_weights`` instead of ``weights``. Only meaningful when
+            the loader reads indices in order (no shuffling; the batches stay random because
+            each index seeds its own generator).
     """
 
     def __init__(self, sources: Sequence[Dataset], num_batches: int, batch_size: int,
                  image_size: int, max_objects: int = 3, augment: Optional[AugmentConfig] = None,
                  weights: Optional[Sequence[float]] = None, seed: int = 0,
-                 max_retries: int = 10) -> None:
+                 max_retries: int = 10, first_batches: int = 0,
+                 first_weights: Optional[Sequence[float]] = None) -> None:
         if not sources:
             raise ValueError("no data source given")
         for s in sources:
@@ -117,6 +122,14 @@ class BatchedClips(Dataset):
         if w.shape != (len(self.sources),) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"weights must be one non-negative number per source, got {weights}")
         self.p = w / w.sum()
+        self.first_batches = int(first_batches)
+        self.first_p = self.p
+        if self.first_batches > 0:
+            fw = np.asarray(first_weights if first_weights is not None else w, float)
+            if fw.shape != (len(self.sources),) or (fw < 0).any() or fw.sum() <= 0:
+                raise ValueError("first_weights must be one non-negative number per source, "
+                                 f"got {first_weights}")
+            self.first_p = fw / fw.sum()
         self.num_batches, self.batch_size = num_batches, batch_size
         self.image_size, self.max_objects = image_size, max_objects
         self.augment, self.seed, self.max_retries = augment, seed, max_retries
@@ -127,7 +140,8 @@ class BatchedClips(Dataset):
     def __getitem__(self, i: int) -> ClipBatch:
         rng = np.random.default_rng([self.seed, int(i)])
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 62)))
-        src = self.sources[int(rng.choice(len(self.sources), p=self.p))]
+        p = self.first_p if int(i) < self.first_batches else self.p
+        src = self.sources[int(rng.choice(len(self.sources), p=p))]
         clips: List[PreparedClip] = []
         skipped = []
         for _ in range(self.batch_size):

@@ -57,6 +57,9 @@ class SAM2DataModule(pl.LightningDataModule):
         augment_config: overrides of :class:`~lightning_module.augment.AugmentConfig` fields.
         num_workers: DataLoader workers.
         seed: seed of the batch composition (validation uses ``seed + 1``).
+        curriculum: ``{"batches": N, "weights": [...]}``: the first N training batches pick
+            their source with these weights (one per train source), e.g. click-prompted
+            images before clips; training batches are then read in order, not shuffled.
     """
 
     def __init__(self, train_sources: Optional[List[Dict[str, Any]]] = None,
@@ -64,31 +67,39 @@ class SAM2DataModule(pl.LightningDataModule):
                  batch_size: int = 4, val_batch_size: int = 4, train_batches: int = 1000,
                  val_batches: int = 8, max_objects: int = 3, augment: bool = True,
                  augment_config: Optional[Dict[str, Any]] = None, num_workers: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, curriculum: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_specs = train_sources or [{"kind": "synthetic", "length": 100000,
                                               "num_frames": 8, "height": image_size,
                                               "width": image_size}]
         self.val_specs = val_sources or []
+        self.curriculum = dict(curriculum or {})
+        unknown = set(self.curriculum) - {"batches", "weights"}
+        if unknown:
+            raise ValueError(f"curriculum takes 'batches' and 'weights', got {sorted(unknown)}")
         self.augment_cfg = AugmentConfig(**(augment_config or {})) if augment else None
         self.train_set: Optional[BatchedClips] = None
         self.val_set: Optional[BatchedClips] = None
 
     def _batched(self, specs: List[Dict[str, Any]], num_batches: int, batch_size: int,
-                 augment: Optional[AugmentConfig], seed: int) -> BatchedClips:
+                 augment: Optional[AugmentConfig], seed: int,
+                 curriculum: Optional[Dict[str, Any]] = None) -> BatchedClips:
         sources = [build_source(s) for s in specs]
         weights = None
         if any("weight" in s for s in specs):
             weights = [float(s.get("weight", 1.0)) for s in specs]
+        cur = curriculum or {}
         return BatchedClips(sources, num_batches, batch_size, self.hparams.image_size,
-                            self.hparams.max_objects, augment, weights, seed)
+                            self.hparams.max_objects, augment, weights, seed,
+                            first_batches=int(cur.get("batches", 0)),
+                            first_weights=cur.get("weights"))
 
     def setup(self, stage: Optional[str] = None) -> None:
         hp = self.hparams
         if stage in (None, "fit") and self.train_set is None:
             self.train_set = self._batched(self.train_specs, hp.train_batches, hp.batch_size,
-                                           self.augment_cfg, hp.seed)
+                                           self.augment_cfg, hp.seed, self.curriculum)
         if stage in (None, "fit", "validate") and self.val_set is None and self.val_specs:
             self.val_set = self._batched(self.val_specs, hp.val_batches, hp.val_batch_size,
                                          None, hp.seed + 1)
@@ -102,7 +113,9 @@ class SAM2DataModule(pl.LightningDataModule):
         if self.train_set is None:
             self.setup("fit")
         assert self.train_set is not None
-        return self._loader(self.train_set, shuffle=True)
+        # a curriculum needs the indices in order; each index seeds its own draw, so the
+        # batches are random either way
+        return self._loader(self.train_set, shuffle=not self.train_set.first_batches)
 
     def val_dataloader(self) -> List[DataLoader]:
         if self.val_set is None:
@@ -112,4 +125,5 @@ class SAM2DataModule(pl.LightningDataModule):
     def describe(self) -> Dict[str, Any]:
         """Sources and augmentation, for model cards and logs."""
         return {"train": self.train_specs, "val": self.val_specs,
+                "curriculum": self.curriculum or None,
                 "augment": asdict(self.augment_cfg) if self.augment_cfg else None}

@@ -29,14 +29,22 @@ __all__ = ["SAM2FineTuner", "build_model"]
 
 
 def build_model(name: str, checkpoint: Optional[str] = None,
-                drop_path_rate: Optional[float] = None) -> nn.Module:
-    """A core SAM 2 model in train mode (random init, or weights from ``checkpoint``)."""
+                drop_path_rate: Optional[float] = None,
+                attention_dropout: Optional[float] = None) -> nn.Module:
+    """A core SAM 2 model in train mode (random init, or weights from ``checkpoint``).
+
+    ``drop_path_rate`` (Hiera stochastic depth) and ``attention_dropout`` (memory attention,
+    0.1 upstream) override the config; neither changes the parameters, so checkpoints stay
+    interchangeable.
+    """
     from sam2_plugins.configs import get_config
     from sam2_plugins.modeling.sam2 import SAM2Model
 
     cfg = get_config(name)
     if drop_path_rate is not None:
         cfg = replace(cfg, hiera=replace(cfg.hiera, drop_path_rate=drop_path_rate))
+    if attention_dropout is not None:
+        cfg = replace(cfg, memory=replace(cfg.memory, attention_dropout=attention_dropout))
     model = SAM2Model(cfg)
     if checkpoint is not None:
         from sam2_plugins.build import load_checkpoint
@@ -55,7 +63,7 @@ class SAM2FineTuner(pl.LightningModule):
         model: a built core model (:class:`SAM2Model` or upstream ``SAM2Base``). When None,
             one is built from ``model_name`` / ``checkpoint`` (what LightningCLI and
             ``load_from_checkpoint`` use).
-        model_name, checkpoint, drop_path_rate: how to build it in that case
+        model_name, checkpoint, drop_path_rate, attention_dropout: how to build it in that case
             (``checkpoint``: a path, ``"download"``, ``"demo"`` or None for random init).
         lr: AdamW rate of everything but the image encoder (upstream fine-tune: 5e-6).
         vision_lr: rate of the image encoder (upstream 3e-6; None: ``lr``).
@@ -77,6 +85,7 @@ class SAM2FineTuner(pl.LightningModule):
 
     def __init__(self, model: Optional[nn.Module] = None, model_name: str = "sam2.1_hiera_nano",
                  checkpoint: Optional[str] = None, drop_path_rate: Optional[float] = None,
+                 attention_dropout: Optional[float] = None,
                  lr: float = 5e-6, vision_lr: Optional[float] = 3e-6, weight_decay: float = 0.1,
                  layer_decay: float = 0.9, min_lr_ratio: float = 0.1, warmup_steps: int = 0,
                  freeze_image_encoder: bool = False, lora_rank: int = 0, lora_alpha: float = 16.0,
@@ -88,7 +97,7 @@ class SAM2FineTuner(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         if model is None:
-            model = build_model(model_name, checkpoint, drop_path_rate)
+            model = build_model(model_name, checkpoint, drop_path_rate, attention_dropout)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         name = getattr(getattr(model, "config", None), "name", None)

@@ -133,6 +133,33 @@ def test_synthetic_batches_have_objects_on_frame_zero():
     assert torch.equal(again.masks, b.masks)  # deterministic given the index
 
 
+def test_curriculum_uses_its_own_source_weights_for_the_first_batches():
+    clips = SyntheticSource(10, num_frames=3, height=32, width=48)
+    images = SyntheticSource(10, num_frames=1, height=32, width=48, seed=7)
+    ds = BatchedClips([clips, images], 12, 1, 32, 3, None, weights=[1.0, 0.0], first_batches=6,
+                      first_weights=[0.0, 1.0])
+    frames = [ds[i].num_frames for i in range(12)]
+    assert frames == [1] * 6 + [3] * 6
+    with pytest.raises(ValueError, match="first_weights"):
+        BatchedClips([clips, images], 2, 1, 32, first_batches=1, first_weights=[1.0])
+
+
+def test_datamodule_curriculum_reads_batches_in_order():
+    from lightning_module.datamodules import SAM2DataModule
+
+    spec = [{"kind": "synthetic", "length": 10, "num_frames": 2, "height": 32, "width": 48,
+             "weight": 1.0},
+            {"kind": "synthetic", "length": 10, "num_frames": 1, "height": 32, "width": 48,
+             "weight": 0.0}]
+    dm = SAM2DataModule(train_sources=spec, image_size=32, batch_size=1, train_batches=4,
+                        augment=False, curriculum={"batches": 2, "weights": [0, 1]})
+    got = [b.num_frames for b in dm.train_dataloader()]
+    assert got == [1, 1, 2, 2]
+    assert dm.describe()["curriculum"] == {"batches": 2, "weights": [0, 1]}
+    with pytest.raises(ValueError, match="curriculum"):
+        SAM2DataModule(train_sources=spec, curriculum={"steps": 2})
+
+
 def _write_video_folder(root, frames=4, size=(20, 30), per_object=False, bad_size=False):
     for v in ("v1",):
         (root / "JPEGImages" / v).mkdir(parents=True)
