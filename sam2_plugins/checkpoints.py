@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -20,7 +21,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -176,6 +177,34 @@ def download(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    existed = dest.is_file()
+    # Several processes may ask for the same file at once (parallel workers): they take turns,
+    # and whoever waited finds the finished file instead of writing into the same ``.part``.
+    with _file_lock(dest.with_name(dest.name + ".lock")):
+        if not existed and dest.is_file():
+            return dest
+        return _download_locked(url, dest, sha256, size, progress, retries, timeout)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` between processes (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: downloads are not serialised there
+        yield
+        return
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _download_locked(url: Union[str, Sequence[str]], dest: Path, sha256: Optional[str],
+                     size: Optional[int], progress: Union[bool, "ProgressFn", None],
+                     retries: int, timeout: float) -> Path:
     part = dest.with_name(dest.name + ".part")
     urls = [url] if isinstance(url, str) else list(url)
     report: Optional[ProgressFn] = _print_progress if progress is True else (progress or None)
@@ -283,6 +312,11 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({nbytes} bytes; could not read it: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Delete it and download it again.") from exc
+    except Exception as exc:  # the weights-only unpickler raises e.g. IndexError on junk bytes
+        raise CheckpointError(
+            f"{path} is not a checkpoint torch can read ({nbytes} bytes; "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Expected an "
+            "official SAM 2 '.pt' file ({'model': state_dict}), a state dict or a safetensors file.") from exc
     return _unwrap(obj, path)
 
 

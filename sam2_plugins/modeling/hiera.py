@@ -243,7 +243,9 @@ class Hiera(nn.Module):
         self.pos_embed_window = nn.Parameter(
             torch.zeros(1, embed_dim, self.window_spec[0], self.window_spec[0]))
 
-        dpr = torch.linspace(0, cfg.drop_path_rate, depth).tolist()
+        # on the CPU explicitly: models built under ``torch.device("meta")`` (shape checks)
+        # cannot read a meta tensor back
+        dpr = torch.linspace(0, cfg.drop_path_rate, depth, device="cpu").tolist()
         num_heads = cfg.num_heads
         stage = 0
         self.blocks = nn.ModuleList()

@@ -191,6 +191,44 @@ def test_truncated_and_empty_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError):
         load_state_dict_file(tmp_path / "junk.pt")
+    # bytes that make torch's weights-only unpickler fail with an IndexError
+    (tmp_path / "stop.pt").write_bytes(b"\x80\x02.")
+    with pytest.raises(CheckpointError, match="not a checkpoint torch can read"):
+        load_state_dict_file(tmp_path / "stop.pt")
+
+
+def test_checkpoint_of_another_size_names_the_likely_model(tmp_path: Path) -> None:
+    from sam2_plugins.build import load_checkpoint
+    from sam2_plugins.configs import get_config
+    from sam2_plugins.modeling.sam2 import SAM2Model
+
+    torch.manual_seed(0)
+    nano = SAM2Model(get_config("sam2.1_hiera_nano"))
+    torch.save({"model": nano.state_dict()}, tmp_path / "nano.pt")
+    tiny = SAM2Model(get_config("sam2.1_hiera_tiny"))
+    with pytest.raises(CheckpointError, match="sam2.1_hiera_nano"):
+        load_checkpoint(tiny, tmp_path / "nano.pt")
+
+
+def test_parallel_downloads_of_one_file_take_turns(server: _Server, tmp_path: Path) -> None:
+    results: List[object] = []
+
+    def fetch() -> None:
+        try:
+            results.append(download(server.url + "/model.pt", tmp_path / "m.pt", progress=False,
+                                    sha256=hashlib.sha256(PAYLOAD).hexdigest()))
+        except Exception as exc:  # reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(isinstance(r, Path) for r in results) and len(results) == 3, results
+    assert (tmp_path / "m.pt").read_bytes() == PAYLOAD
+    # one transfer: the others waited for the lock and found the finished file
+    assert len(server.requests) == 1, server.requests
 
 
 class _Evil:
