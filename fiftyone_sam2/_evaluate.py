@@ -27,6 +27,7 @@ import numpy as np
 from ._convert import detection_to_mask
 from ._fields import (check_output_name, declare_field, field_exists, require_label_field,
                       require_media, split_field)
+from ._lock import dataset_lock_name, db_lock
 
 EVALS_KEY = "sam2_evals"
 METHODS = ("auto", "jf", "miou")
@@ -187,11 +188,16 @@ def evaluate(
     dataset = view._dataset
     names = [f"{eval_key}_J", f"{eval_key}_F", f"{eval_key}_JF"] if method == "jf" else [f"{eval_key}_miou"]
     frame_names = [f"frames.{eval_key}_J", f"frames.{eval_key}_F"] if method == "jf" else []
-    taken = [n for n in names + frame_names if field_exists(dataset, n)]
-    if taken and not overwrite:
-        raise ValueError(f"evaluation fields {taken} already exist; choose another eval_key or set overwrite=True")
-    for n in names + frame_names:
-        declare_field(dataset, n, ftype=fo.FloatField)
+    # Check and declare under the dataset's cross-process lock: another worker may be adding
+    # fields or rewriting dataset.info at the same time (see fiftyone_sam2._lock).
+    with db_lock(dataset_lock_name(dataset)):
+        dataset.reload()
+        taken = [n for n in names + frame_names if field_exists(dataset, n)]
+        if taken and not overwrite:
+            raise ValueError(f"evaluation fields {taken} already exist; choose another eval_key or "
+                             "set overwrite=True")
+        for n in names + frame_names:
+            declare_field(dataset, n, ftype=fo.FloatField)
     pred_name, gt_name = split_field(pred_field)[1], split_field(gt_field)[1]
     from sam2_plugins.evaluation.sequence import summarize
 
@@ -236,13 +242,14 @@ def evaluate(
     else:
         summary.update({"objects": len(all_iou), "mIoU": float(np.mean(all_iou)) if all_iou else None,
                         "sort_field": f"{eval_key}_miou"})
-    dataset.reload()
-    info = dict(dataset.info or {})
-    evals = dict(info.get(EVALS_KEY, {}))
-    evals[eval_key] = summary
-    info[EVALS_KEY] = evals
-    dataset.info = info
-    dataset.save()
+    with db_lock(dataset_lock_name(dataset)):
+        dataset.reload()
+        info = dict(dataset.info or {})
+        evals = dict(info.get(EVALS_KEY, {}))
+        evals[eval_key] = summary
+        info[EVALS_KEY] = evals
+        dataset.info = info
+        dataset.save()
     return summary
 
 

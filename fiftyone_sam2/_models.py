@@ -85,7 +85,27 @@ def load_model(spec: ModelSpec) -> Any:
     with _LOCK:
         model = _CACHE.get(key)
         if model is None:
-            model = build_sam2(spec.name, checkpoint=spec.checkpoint, device=device, progress=False)
+            if spec.checkpoint == "download":
+                # Workers started together would otherwise download the same official file
+                # into the same cache path at once; one downloads, the others then find it.
+                from ._lock import db_lock
+
+                with db_lock(f"checkpoint:{spec.name}", timeout_s=3600.0):
+                    model = build_sam2(spec.name, checkpoint="download", device=device,
+                                       progress=False)
+            else:
+                try:
+                    model = build_sam2(spec.name, checkpoint=spec.checkpoint, device=device,
+                                       progress=False)
+                except (ValueError, TypeError):
+                    raise  # the core's own messages (CheckpointError names file and keys)
+                except Exception as exc:
+                    # e.g. torch's weights-only unpickler raises IndexError on a file that is
+                    # not a checkpoint at all: say which file and what was expected.
+                    raise ValueError(
+                        f"could not load checkpoint {spec.checkpoint!r} as weights of "
+                        f"{spec.name}: {type(exc).__name__}: {exc}; expected an official SAM 2 "
+                        "checkpoint file or a state dict saved by this project") from exc
             _CACHE[key] = model
     return model
 

@@ -14,6 +14,9 @@ How a run keeps the dataset consistent
   skipped. A field that exists but was not made by a run of this kind is never written
   unless ``overwrite=True``.
 * A sample that raises is marked ``failed: ...`` and the run goes on; a rerun retries it.
+* Steps that read and rewrite dataset-level state (the schema, ``dataset.info``) run under
+  the dataset's cross-process lock (:mod:`fiftyone_sam2._lock`): parallel workers see each
+  other's run record and declared fields whole, and never drop each other's updates.
 * Samples are fetched by id in small batches (no long-lived database cursor), so a run can
   take hours and be sharded over several workers (:func:`shard`).
 """
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Mapping, Sequence
 
 from ._fields import check_output_name, declare_field, field_exists, split_field
+from ._lock import dataset_lock_name, db_lock
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +88,9 @@ def start_run(
     """Validate the output field, declare it and its status field, and record the run.
 
     Call this only after all inputs were checked and the model loaded: it is the first
-    step that writes to the dataset.
+    step that writes to the dataset. It runs under the dataset's cross-process lock
+    (:mod:`fiftyone_sam2._lock`), so parallel workers (shards of one run) see each other's
+    record and fields complete, never half-declared.
 
     Raises:
         FieldExistsError: ``label_field`` (or its status field) exists, was not made by a
@@ -92,20 +98,27 @@ def start_run(
             ``settings`` (resuming would mix two configurations).
     """
     check_output_name(label_field)
-    dataset = collection._dataset
-    dataset.reload()
-    status = status_field_for(label_field)
-    record = runs(dataset).get(label_field)
     extra = dict(extra_fields or {})
     for name in extra:
         check_output_name(name)
+    dataset = collection._dataset
+    with db_lock(dataset_lock_name(dataset)):
+        return _start_run_locked(collection, dataset, label_field, kind, dict(settings), doc_type,
+                                 overwrite, extra)
+
+
+def _start_run_locked(collection: Any, dataset: Any, label_field: str, kind: str,
+                      settings: dict[str, Any], doc_type: type, overwrite: bool,
+                      extra: dict[str, type]) -> Run:
+    dataset.reload()  # another worker may have changed the schema and info since we loaded it
+    status = status_field_for(label_field)
+    record = runs(dataset).get(label_field)
     exists = field_exists(dataset, label_field) or field_exists(dataset, status)
     extra_taken = [n for n in extra if field_exists(dataset, n)]
     if extra_taken and not overwrite and not (record and record.get("kind") == kind
                                              and set(extra_taken) <= set(record.get("extra_fields", []))):
         raise FieldExistsError(f"field(s) {extra_taken} already exist and were not written by this "
                                f"SAM 2 {kind} run; choose new names or set overwrite=True")
-    settings = {k: v for k, v in settings.items()}
     resumed = False
     if not overwrite and exists:
         if record is None or record.get("kind") != kind:
@@ -126,13 +139,13 @@ def start_run(
                 f"field {label_field!r} holds {getattr(have, '__name__', have)}, not "
                 f"{doc_type.__name__}; overwrite only replaces values of the same type, so "
                 "delete the field first or choose a new one")
+    # Writes, in an order that a worker killed between any two of them leaves resumable:
+    # 1. with overwrite, this view's samples are marked not done (before the new record
+    #    exists, so a half-reset view is never taken for a finished run of the new settings);
     if overwrite and field_exists(dataset, status):
-        # Mark this view's samples as not done so they are all recomputed.
         collection.set_values(status, [None] * collection.count())
-    declare_field(dataset, label_field, doc_type=doc_type)
-    declare_field(dataset, status)
-    for name, t in extra.items():
-        declare_field(dataset, name, doc_type=t)
+    # 2. the record (before the fields: a declared output field without a record would be
+    #    refused as foreign by the next run);
     info = dict(dataset.info or {})
     all_runs = dict(info.get(RUNS_KEY, {}))
     prev = all_runs.get(label_field, {}) if resumed else {}
@@ -143,6 +156,11 @@ def start_run(
     info[RUNS_KEY] = all_runs
     dataset.info = info
     dataset.save()
+    # 3. the fields.
+    declare_field(dataset, label_field, doc_type=doc_type)
+    declare_field(dataset, status)
+    for name, t in extra.items():
+        declare_field(dataset, name, doc_type=t)
     return Run(dataset, label_field, kind, status, resumed)
 
 
@@ -197,6 +215,19 @@ def execute(
     done = 0
     for chunk in todo:
         samples = list(collection.select(chunk, ordered=True))
+        # Another worker running the same samples (two unsharded runs into one field) may
+        # have finished some since the pending list was read: skip those, not redo them. A
+        # unit (sequence) is still redone whole while any of its samples is not done.
+        fresh = [s for s in samples if s[run.status_field] != DONE]
+        if units is None:
+            samples = fresh
+        elif not fresh:
+            samples = []
+        late = len(chunk) - len(samples)
+        run.skipped += late
+        done += late
+        if not samples:
+            continue
         try:
             results = list(compute(samples))
             if len(results) != len(samples):
@@ -240,17 +271,20 @@ def _close_run(collection: Any, run: Run) -> None:
     from fiftyone import ViewField as F
 
     dataset = run.dataset
-    dataset.reload()
-    info = dict(dataset.info or {})
-    all_runs = dict(info.get(RUNS_KEY, {}))
-    rec = dict(all_runs.get(run.label_field, {}))
-    rec["updated"] = _now()
-    rec["completed"] = dataset.match(F(run.status_field) != DONE).count() == 0
-    rec["last"] = {k: v for k, v in run.summary().items() if k != "errors"}
-    all_runs[run.label_field] = rec
-    info[RUNS_KEY] = all_runs
-    dataset.info = info
-    dataset.save()
+    # Under the lock: parallel shards of one run each close it, and each must see the
+    # others' finished samples and update the record without dropping their updates.
+    with db_lock(dataset_lock_name(dataset)):
+        dataset.reload()
+        info = dict(dataset.info or {})
+        all_runs = dict(info.get(RUNS_KEY, {}))
+        rec = dict(all_runs.get(run.label_field, {}))
+        rec["updated"] = _now()
+        rec["completed"] = dataset.match(F(run.status_field) != DONE).count() == 0
+        rec["last"] = {k: v for k, v in run.summary().items() if k != "errors"}
+        all_runs[run.label_field] = rec
+        info[RUNS_KEY] = all_runs
+        dataset.info = info
+        dataset.save()
 
 
 def _now() -> str:

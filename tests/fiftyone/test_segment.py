@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import requires_demo_quality
 
 from tests.fiftyone import _data
+from tests.fiftyone._quality import SEGMENT_MARGIN, demo_floor
 
 SEG = "@sam2-plugins/sam2/sam2_segment"
 AUTO = "@sam2-plugins/sam2/sam2_auto_label"
@@ -124,11 +125,13 @@ def test_segment_accuracy_with_demo_model(images, demo_checkpoint):
     ious = []
     for s in images.iter_samples():
         ious += _match_ious(s.ground_truth.detections, s.demo_masks.detections, _data.W, _data.H)
-    assert float(np.mean(ious)) > 0.6, ious
+    floor = demo_floor("mIoU_1click", SEGMENT_MARGIN)
+    assert float(np.mean(ious)) > floor, (floor, ious)
 
 
 @pytest.mark.parametrize("params, message", [
     ({"prompt_field": "nope"}, "does not exist"),
+    ({"prompt_field": None}, "Path: prompt_field. Reason: Required property"),
     ({"prompt_field": "boxes", "negative_field": "boxes"}, "holds Detections; expected Keypoints"),
     ({"prompt_field": "boxes", "checkpoint": "path", "checkpoint_path": "/no/such/file.pt"},
      "unknown checkpoint"),
@@ -140,6 +143,36 @@ def test_bad_input_gives_a_clear_error_and_writes_nothing(images, params, messag
     before = _snapshot(images)
     params = {"label_field": "out", "device": "cpu", "checkpoint": "none", **params}
     assert message in _error(SEG, images.view(), **params)
+    assert _snapshot(images) == before
+
+
+def test_prompt_field_of_another_label_type_is_refused(images):
+    import fiftyone as fo
+
+    images.set_values("kind", [fo.Classification(label="x") for _ in range(len(images))])
+    before = _snapshot(images)
+    for uri, extra in ((SEG, {}), ("@sam2-plugins/sam2/sam2_track", {"order_by": "order"})):
+        text = _error(uri, images.view(), prompt_field="kind", label_field="out", checkpoint="none",
+                      device="cpu", **extra)
+        assert "'kind' holds Classification; expected Detections or Keypoints" in text, text
+    assert _snapshot(images) == before
+
+
+def test_unloadable_checkpoint_gives_a_clear_error_and_writes_nothing(images, tmp_path):
+    from sam2_plugins.checkpoints import demo_checkpoint_path
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a checkpoint")
+    before = _snapshot(images)
+    text = _error(SEG, images.view(), prompt_field="boxes", label_field="out", device="cpu",
+                  checkpoint="path", checkpoint_path=str(junk))
+    assert "junk.pt" in text and any(w in text for w in ("corrupt", "refusing to load", "could not load")), text
+    if demo_checkpoint_path().exists():  # real weights, but of another model size
+        text = _error(SEG, images.view(), prompt_field="boxes", label_field="out", device="cpu",
+                      model="sam2.1_hiera_tiny", checkpoint="path",
+                      checkpoint_path=str(demo_checkpoint_path()))
+        # the file and the model it does not fit are named
+        assert "sam2.1_hiera_nano_demo.pt" in text and "sam2.1_hiera_tiny" in text, text
     assert _snapshot(images) == before
 
 

@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import requires_demo_quality
 
 from tests.fiftyone import _data
+from tests.fiftyone._quality import TRACK_MARGIN, demo_floor
 from tests.fiftyone.test_segment import _error, _run, _snapshot
 
 TRACK = "@sam2-plugins/sam2/sam2_track"
@@ -149,7 +150,8 @@ def test_track_accuracy_with_demo_model(media_dir, demo_checkpoint):
     ev = _run(EVAL, ds.view(), pred_field="frames.sam2", gt_field="frames.gt", eval_key="ev")
     assert ev.error is None, ev.error
     jf = ev.result["JF"]
-    assert jf > 0.5, ev.result  # demo model benchmark on this generator is far above this
+    floor = demo_floor("J&F", TRACK_MARGIN)  # the card's held-out J&F minus a stated margin
+    assert jf > floor, (floor, ev.result)
     s = ds.first()
     frames = {fn: f.sam2 for fn, f in s.frames.items()}
     pred = _LabelMaps(frames, 1, 12, {1: 1, 2: 2}, _data.W, _data.H)
@@ -185,6 +187,16 @@ def test_track_bad_input(video, params, message):
     before = _snapshot(ds)
     assert message in _error(TRACK, ds.view(), **{"label_field": "frames.out", "device": "cpu",
                                                   "checkpoint": "none", **params})
+    assert _snapshot(ds) == before
+
+
+def test_image_operators_refuse_videos(video):
+    ds, _ = video
+    before = _snapshot(ds)
+    for uri in ("@sam2-plugins/sam2/sam2_segment", "@sam2-plugins/sam2/sam2_auto_label"):
+        text = _error(uri, ds.view(), prompt_field="frames.prompts", label_field="out",
+                      checkpoint="none", device="cpu")
+        assert "holds 'video'" in text or "frame field" in text, text
     assert _snapshot(ds) == before
 
 
@@ -233,3 +245,44 @@ def test_sequences_group_and_order_images(media_dir):
     ids = ds.values("id")
     assert _sequences(ds, "seq", "pos") == [[ids[3], ids[1]], [ids[2], ids[4], ids[0]]]
     assert _sequences(ds, None, "order") == [ids]
+
+
+def test_video_frames_are_streamed_from_disk(media_dir, checkpoint, monkeypatch):
+    """Tracking reads the mp4 lazily: every frame is decoded, but never all of them are held at
+    once (the source keeps a small LRU; the predictor asks for frames as it goes)."""
+    import weakref
+
+    from sam2_plugins.io import FrameSource
+
+    import fiftyone_sam2 as fs2
+    from fiftyone_sam2 import _media
+
+    n = 32
+    ds, _ = _data.video_dataset(media_dir, num_frames=n, objects=1, prompt_frames=(1,))
+    seen: dict[int, weakref.ref] = {}
+    peak = [0]
+    sources = []
+    real_open = _media.open_video
+
+    def counting_open(path):
+        src = real_open(path)
+        assert isinstance(src, FrameSource) and type(src).__name__ == "VideoFileSource", type(src)
+        sources.append(src)
+        real_get = src.get
+
+        def get(idx):
+            frame = real_get(idx)
+            seen[int(idx)] = weakref.ref(frame)
+            peak[0] = max(peak[0], sum(r() is not None for r in seen.values()))
+            return frame
+
+        src.get = get
+        return src
+
+    monkeypatch.setattr(_media, "open_video", counting_open)
+    out = fs2.track(ds, "frames.prompts", "frames.stream", direction="forward",
+                    checkpoint=checkpoint, device="cpu", lost_threshold=-1e9)
+    assert out["processed"] == 1 and len(sources) == 1
+    assert sorted(seen) == list(range(n))  # every frame was read from the file ...
+    assert peak[0] <= n // 2, peak[0]  # ... but at most half of them were alive at once
+    assert all(f.stream is not None for f in ds.first().frames.values())
