@@ -45,13 +45,27 @@ def _clean(obj: Any) -> Any:
 
 
 def _git_commit() -> Optional[str]:
-    import subprocess  # imported here: the evaluate command should start fast
-
+    """The checked-out commit, read from ``.git`` directly (no git process: ``evaluate``
+    should start fast); None outside a git checkout or for layouts it does not know."""
+    git = REPO / ".git"
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
+        if git.is_file():  # a worktree / submodule: "gitdir: <path>"
+            git = (REPO / git.read_text().split(":", 1)[1].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head or None
+        ref = head[5:]
+        loose = git / ref
+        if loose.is_file():
+            return loose.read_text().strip() or None
+        packed = git / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                if line.endswith(" " + ref):
+                    return line.split(" ", 1)[0]
+    except (OSError, IndexError, UnicodeDecodeError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return None
 
 
 def _sha256(path: PathLike) -> Optional[str]:

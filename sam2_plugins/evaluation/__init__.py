@@ -19,7 +19,7 @@ from typing import Any
 _LAZY = {
     # jf.py
     "boundary_map": "jf", "f_radius": "jf", "disk_dilate": "jf", "jaccard": "jf",
-    "f_measure": "jf", "score_frame": "jf", "db_statistics": "jf",
+    "f_measure": "jf", "score_frame": "jf", "score_labels": "jf", "db_statistics": "jf",
     # sequence.py / folders.py
     "SequenceScores": "sequence", "evaluate_sequence": "sequence", "summarize": "sequence",
     "STAT_KEYS": "sequence",

@@ -2,24 +2,38 @@
 
 GT: ``<gt_root>/Annotations/480p/<seq>/*.png`` (or ``<gt_root>/Annotations/<seq>`` or
 ``<gt_root>/<seq>``); predictions: ``<pred_root>/<seq>/<same names>.png``, palette or greyscale
-index PNGs. Sequences are scored in parallel processes; the numbers do not depend on how many.
+index PNGs.
+
+Work is shared by ``workers`` processes (default: one per CPU). Under the DAVIS rule the frames
+of a sequence are independent once its first GT frame is known, so the frames of all sequences
+are cut into one contiguous share per worker, of equal pixel count, whatever the number and
+length of the sequences; under the first-appearance rule whole sequences are shared out. On
+Linux the workers are forked (no re-import, nothing pickled but the results) and the calling
+process takes the first share itself. The numbers do not depend on the number of workers:
+each frame is scored the same way and the results are joined in sequence and frame order.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import signal
+import struct
+import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import LazyMasks, find_annotation_root, list_sequences, _mask_files
-from .sequence import SequenceScores, evaluate_sequence, summarize
+from .readers import LazyMasks, _mask_files, find_annotation_root, list_sequences
+from .sequence import SequenceScores, check_sequence, evaluate_sequence, merge_parts, score_part, summarize
 
 __all__ = ["evaluate_folders", "evaluate_sav_folders", "score_prediction_sequence"]
 
 PathLike = Union[str, Path]
+# a piece of work: (sequence index, first frame, stop frame)
+Piece = Tuple[int, int, int]
 
 
 def _binary_gt(a: np.ndarray) -> np.ndarray:
@@ -29,6 +43,28 @@ def _binary_gt(a: np.ndarray) -> np.ndarray:
 
 def _binary_pred(a: np.ndarray) -> np.ndarray:
     return (a > 0).astype(np.uint8)  # any object id counts as the one object
+
+
+def _pair_files(gt_dir: Path, pred_dir: Path, name: str) -> Tuple[List[Path], List[Path]]:
+    """GT mask files of a sequence and the prediction files of the same names (checked)."""
+    gt_files = _mask_files(gt_dir)
+    if not pred_dir.is_dir():
+        raise ValueError(f"prediction folder {pred_dir} for sequence {name} does not exist")
+    present = set(os.listdir(pred_dir))
+    missing = [f.name for f in gt_files if f.name not in present]
+    if missing:
+        n_pred = len([p for p in present if p.lower().endswith(".png")])
+        raise ValueError(
+            f"sequence {name}: {len(missing)} of {len(gt_files)} GT frames have no prediction in "
+            f"{pred_dir} (it holds {n_pred} PNGs), e.g. {missing[:3]}"
+        )
+    return gt_files, [pred_dir / f.name for f in gt_files]
+
+
+def _loaders(gt_files: List[Path], pred_files: List[Path], name: str, binary_gt: bool) -> Tuple[LazyMasks, LazyMasks]:
+    gt = LazyMasks(gt_files, _binary_gt if binary_gt else None, what=f"GT mask of {name}")
+    pred = LazyMasks(pred_files, _binary_pred if binary_gt else None, what=f"predicted mask of {name}")
+    return gt, pred
 
 
 def score_prediction_sequence(
@@ -43,34 +79,179 @@ def score_prediction_sequence(
     ``binary_gt`` converts DAVIS-2016 'L' 0/255 masks to 0/1 (and any non-zero prediction to 1).
     Other keyword options go to :func:`evaluate_sequence`.
     """
-    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
-    gt_files = _mask_files(gt_dir)
-    if not pred_dir.is_dir():
-        raise ValueError(f"prediction folder {pred_dir} for sequence {name} does not exist")
-    pred_files = [pred_dir / f.name for f in gt_files]
-    missing = [p.name for p in pred_files if not p.is_file()]
-    if missing:
-        n_pred = len([p for p in pred_dir.iterdir() if p.suffix.lower() == ".png"])
-        raise ValueError(
-            f"sequence {name}: {len(missing)} of {len(gt_files)} GT frames have no prediction in "
-            f"{pred_dir} (it holds {n_pred} PNGs), e.g. {missing[:3]}"
-        )
-    gt = LazyMasks(gt_files, _binary_gt if binary_gt else None, what=f"GT mask of {name}")
-    pred = LazyMasks(pred_files, _binary_pred if binary_gt else None, what=f"predicted mask of {name}")
+    gt_files, pred_files = _pair_files(Path(gt_dir), Path(pred_dir), name)
+    gt, pred = _loaders(gt_files, pred_files, name, binary_gt)
     return evaluate_sequence(gt, pred, name=name, frame_names=gt.names, **options)
 
 
-def _job(args: tuple) -> SequenceScores:
-    gt_dir, pred_dir, name, binary_gt, options = args
-    return score_prediction_sequence(gt_dir, pred_dir, name, binary_gt, **options)
+# ------------------------------------------------------------------ sharing work between processes
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _default_workers(n_jobs: int) -> int:
+    return max(1, min(_cpu_count(), n_jobs))
+
+
+def _png_pixels(path: Path) -> int:
+    """Width x height from a PNG header (the cost of one frame), 1 if it can't be read."""
     try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, n_jobs))
+        with open(path, "rb") as f:
+            head = f.read(24)
+        if len(head) == 24 and head[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", head[16:24])
+            return max(int(w) * int(h), 1)
+    except OSError:
+        pass
+    return 1
+
+
+def _split_frames(lengths: Sequence[int], costs: Sequence[int], n: int) -> List[List[Piece]]:
+    """Cut the frames of all sequences, in order, into ``n`` contiguous shares of about equal
+    cost (``costs[i]`` per frame of sequence ``i``); a share may hold parts of several
+    sequences, and a sequence may be split between shares."""
+    total = sum(L * c for L, c in zip(lengths, costs))
+    shares: List[List[Piece]] = [[] for _ in range(n)]
+    done = 0.0  # cost handed out so far
+    w = 0
+    for i, (length, cost) in enumerate(zip(lengths, costs)):
+        t = 0
+        while t < length:
+            if w < n - 1:
+                room = total * (w + 1) / n - done  # what share w still takes
+                k = min(length - t, max(int(round(room / cost)), 0))
+            else:
+                k = length - t
+            if k > 0:
+                shares[w].append((i, t, t + k))
+                t += k
+                done += k * cost
+            if t < length:
+                w += 1
+    return [s for s in shares if s]
+
+
+def _split_sequences(lengths: Sequence[int], costs: Sequence[int], n: int) -> List[List[Piece]]:
+    """Whole sequences to ``n`` shares, longest first to the least loaded (each share then in
+    sequence order)."""
+    load = [0] * n
+    shares: List[List[Piece]] = [[] for _ in range(n)]
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i] * costs[i]):
+        w = load.index(min(load))
+        shares[w].append((i, 0, lengths[i]))
+        load[w] += lengths[i] * costs[i]
+    return [sorted(s) for s in shares if s]
+
+
+def _run_share(work: Callable[[Piece], Any], share: List[Piece]) -> List[Tuple[str, Any]]:
+    """Run the pieces of a share in order: ``("ok", result)``, or ``("error", exception)`` for
+    the first piece that failed (the later ones are not needed: that error comes first)."""
+    out: List[Tuple[str, Any]] = []
+    for piece in share:
+        try:
+            out.append(("ok", work(piece)))
+        except Exception as e:  # noqa: BLE001 - handed to the caller, which re-raises it
+            out.append(("error", e))
+            break
+    return out
+
+
+def _can_fork() -> bool:
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def _run_shares(work: Callable[[Piece], Any], shares: List[List[Piece]]) -> Dict[Piece, Tuple[str, Any]]:
+    """Run every share, one process each; the calling process takes the first share.
+
+    Returns ``{piece: ("ok", result) or ("error", exception)}`` (pieces after a failed one in
+    the same share are absent)."""
+    if len(shares) <= 1:
+        results = [_run_share(work, s) for s in shares]
+    elif _can_fork():
+        results = _fork_map(work, shares)
+    else:  # spawn platforms (macOS, Windows): the work object and pieces are pickled to a pool
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=len(shares)) as pool:
+            results = list(pool.map(_run_share, [work] * len(shares), shares))
+    out: Dict[Piece, Tuple[str, Any]] = {}
+    for share, res in zip(shares, results):
+        out.update(zip(share, res))
+    return out
+
+
+def _fork_map(work: Callable[[Piece], Any], shares: List[List[Piece]]) -> List[List[Tuple[str, Any]]]:
+    pending: List[Tuple[int, int]] = []  # (pid, read end of its pipe), not yet collected
+    try:
+        for share in shares[1:]:
+            rfd, wfd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker: run its share, send the pickled results, leave at once
+                status = 1
+                try:
+                    os.close(rfd)
+                    try:
+                        data = pickle.dumps(_run_share(work, share), protocol=pickle.HIGHEST_PROTOCOL)
+                    except Exception as e:  # an exception that does not pickle
+                        data = pickle.dumps([("error", RuntimeError(f"{type(e).__name__}: {e}"))])
+                    with os.fdopen(wfd, "wb") as f:
+                        f.write(data)
+                    status = 0
+                finally:
+                    os._exit(status)  # no atexit handlers, no flushing of the parent's buffers
+            os.close(wfd)
+            pending.append((pid, rfd))
+        results = [_run_share(work, shares[0])]
+        while pending:
+            pid, rfd = pending[0]
+            with os.fdopen(rfd, "rb") as f:  # read before waiting: a full pipe blocks the worker
+                data = f.read()
+            pending.pop(0)
+            _, status = os.waitpid(pid, 0)
+            if not data:
+                raise RuntimeError(f"an evaluation worker process ended without a result (wait status {status})")
+            results.append(pickle.loads(data))
+        return results
+    finally:
+        for pid, rfd in pending:  # only after an exception here (Ctrl-C, ...): stop the others
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.close(rfd)
+            os.waitpid(pid, 0)
+
+
+# ------------------------------------------------------------------ the protocol
+class _FolderWork:
+    """Scores one piece (a frame range of one sequence); a class, not a closure, so that it
+    pickles where workers are spawned rather than forked."""
+
+    def __init__(self, sequences: List[str], files: List[Tuple[List[Path], List[Path]]], names: List[List[str]],
+                 binary_gt: bool, options: Dict[str, Any]) -> None:
+        self.sequences, self.files, self.names = sequences, files, names
+        self.binary_gt, self.options = binary_gt, options
+        self.tick: Optional[Callable[[], Any]] = None  # called after each frame (progress bar)
+
+    def __call__(self, piece: Piece) -> Dict[str, Any]:
+        i, start, stop = piece
+        gt, pred = _loaders(*self.files[i], self.sequences[i], self.binary_gt)
+        return score_part(gt, pred, self.sequences[i], self.names[i], start, stop, on_frame=self.tick, **self.options)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return dict(self.__dict__, tick=None)  # a progress bar stays in the calling process
+
+
+class _SavWork:
+    def __init__(self, gt_root: Path, pred_root: Path, videos: List[str], skip: bool) -> None:
+        self.gt_root, self.pred_root, self.videos, self.skip = gt_root, pred_root, videos, skip
+
+    def __call__(self, piece: Piece) -> List[SequenceScores]:
+        v = self.videos[piece[0]]
+        return _sav_video(self.gt_root / v, self.pred_root / v, v, self.skip)
 
 
 def evaluate_folders(
@@ -95,7 +276,8 @@ def evaluate_folders(
         pred_root: ``<pred_root>/<seq>/*.png``.
         sequences: sequence names (default: ``ImageSets/2017/val.txt`` or ``2016/val.txt`` if
             present, else every GT sequence folder; scored in sorted order).
-        workers: processes (default: one per CPU, at most one per sequence; 1 = in-process).
+        workers: processes (default: one per CPU; 1 = in this process). The frames are shared
+            out (see the module docstring); the numbers do not depend on it.
         binary_gt: DAVIS-2016 masks ('L' 0/255): treat them as one object.
         skip_first_last, lifetime, void_label, void_mode: see :func:`evaluate_sequence`.
         uint8_bins: reproduce the reference's uint8 Decay bins (see :func:`db_statistics`).
@@ -104,11 +286,12 @@ def evaluate_folders(
 
     Returns:
         The :func:`summarize` dict (``J&F-Mean``, ``J-Mean``, ..., ``per_object``,
-        ``per_sequence``) plus ``"sequences"`` and ``"seconds"``.
+        ``per_sequence``) plus ``"sequences"``, ``"seconds"`` and ``"workers"`` (processes used).
 
     Raises:
         ValueError: missing folders or frames, size or count mismatches, non-index PNGs, more
-            predicted objects than GT. The message names the sequence and frame.
+            predicted objects than GT. The message names the sequence and frame; with several
+            errors, the first one in sequence and frame order.
     """
     t0 = time.perf_counter()
     gt_root, pred_root = Path(gt_root), Path(pred_root)
@@ -128,31 +311,47 @@ def evaluate_folders(
     missing_pred = [s for s in sequences if not (pred_root / s).is_dir()]
     if missing_pred:
         raise ValueError(f"no prediction folder in {pred_root} for sequences: {missing_pred}")
-    options = dict(
-        skip_first_last=skip_first_last, lifetime=lifetime, void_label=void_label, void_mode=void_mode
-    )
-    jobs = [(ann_root / s, pred_root / s, s, binary_gt, options) for s in sequences]
-    n_workers = _default_workers(len(jobs)) if workers is None else max(1, int(workers))
-    bar = _progress(len(jobs)) if progress else None
-    results: List[SequenceScores] = []
-    if n_workers == 1 or len(jobs) == 1:
-        for job in jobs:
-            results.append(_job(job))
-            if bar is not None:
-                bar.update(1)
-    else:
-        from concurrent.futures import ProcessPoolExecutor  # only when running in parallel
+    options = dict(skip_first_last=skip_first_last, lifetime=lifetime, void_label=void_label, void_mode=void_mode)
 
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            for res in pool.map(_job, jobs):  # map keeps the sequence order
-                results.append(res)
-                if bar is not None:
-                    bar.update(1)
+    files: List[Tuple[List[Path], List[Path]]] = []
+    names: List[List[str]] = []
+    for s in sequences:  # listing and checking the folders is cheap: done before any decoding
+        gt_files, pred_files = _pair_files(ann_root / s, pred_root / s, s)
+        names.append(check_sequence(gt_files, pred_files, s, [f.stem for f in gt_files], lifetime, void_mode))
+        files.append((gt_files, pred_files))
+
+    work = _FolderWork(sequences, files, names, binary_gt, options)
+    lengths = [len(n) for n in names]
+    n_workers = _cpu_count() if workers is None else max(1, int(workers))
+    n_workers = max(1, min(n_workers, sum(lengths) // 4))  # a few frames each at least
+    if n_workers > 1:
+        costs = [_png_pixels(f[0][0]) for f in files]
+        split = _split_frames if lifetime == "davis" else _split_sequences
+        shares = split(lengths, costs, n_workers)
+    else:
+        shares = [[(i, 0, n) for i, n in enumerate(lengths)]]
+    bar = _progress(sum(lengths)) if progress else None
+    if bar is not None:  # the calling process ticks for its own share, scaled: shares are equal
+        me = os.getpid()  # (forked workers inherit the callback: they must stay silent)
+        work.tick = lambda: bar.update(min(len(shares), bar.total - bar.n)) if os.getpid() == me else None
+    done = _run_shares(work, shares)
     if bar is not None:
+        work.tick = None
+        bar.update(bar.total - bar.n)
         bar.close()
+    results: List[SequenceScores] = []
+    for i, s in enumerate(sequences):
+        parts = []
+        for piece in sorted(p for p in done if p[0] == i):
+            status, value = done[piece]
+            if status == "error":
+                raise value
+            parts.append(value)
+        results.append(merge_parts(s, names[i], parts, lifetime))
     out = summarize(results, uint8_bins=uint8_bins, per_frame=per_frame)
     out["sequences"] = sequences
     out["seconds"] = time.perf_counter() - t0
+    out["workers"] = len(shares)
     return out
 
 
@@ -161,11 +360,11 @@ def _progress(total: int) -> Any:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc="evaluate", unit="seq", leave=False)
+    tqdm.monitor_interval = 0  # no monitor thread: worker processes are forked after this
+    return tqdm(total=total, desc="evaluate", unit="frame", leave=False)
 
 
-def _sav_job(args: tuple) -> List[SequenceScores]:
-    gt_vid, pred_vid, video, skip = args
+def _sav_video(gt_vid: Path, pred_vid: Path, video: str, skip: bool) -> List[SequenceScores]:
     out = []
     obj_dirs = sorted((d for d in gt_vid.iterdir() if d.is_dir()), key=lambda d: (len(d.name), d.name))
     if not obj_dirs:
@@ -203,27 +402,29 @@ def evaluate_sav_folders(
     masks, possibly overlapping. Each object is scored on its own annotated frames (its first
     and last skipped) from the first frame where it appears in GT or prediction; an object
     never present in its GT frames is not reported. Per-object keys are
-    ``"<video>_<obj id>"``; Recall/Decay are computed as for DAVIS."""
+    ``"<video>_<obj id>"``; Recall/Decay are computed as for DAVIS. Videos are shared out
+    between ``workers`` processes (default: one per CPU)."""
     gt_root, pred_root = Path(gt_root), Path(pred_root)
     for p in (gt_root, pred_root):
         if not p.is_dir():
             raise ValueError(f"folder {p} does not exist")
     if videos is None:
         videos = sorted(d.name for d in gt_root.iterdir() if d.is_dir())
+    videos = list(videos)
     missing = [v for v in videos if not (pred_root / v).is_dir()]
     if missing:
         raise ValueError(f"no prediction folder in {pred_root} for videos: {missing}")
-    jobs = [(gt_root / v, pred_root / v, v, skip_first_last) for v in videos]
-    n_workers = _default_workers(len(jobs)) if workers is None else max(1, int(workers))
-    if n_workers == 1 or len(jobs) == 1:
-        nested = [_sav_job(j) for j in jobs]
-    else:
-        from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            nested = list(pool.map(_sav_job, jobs))
+    work = _SavWork(gt_root, pred_root, videos, skip_first_last)
+    n_workers = _default_workers(len(videos)) if workers is None else max(1, min(int(workers), len(videos)))
+    sizes = [sum(1 for _ in (gt_root / v).iterdir()) for v in videos] if n_workers > 1 else [1] * len(videos)
+    shares = _split_sequences(sizes, [1] * len(videos), n_workers) if videos else []
+    done = _run_shares(work, shares)
     merged: List[SequenceScores] = []
-    for v, scores in zip(videos, nested):
+    for i, v in enumerate(videos):
+        status, scores = done.get((i, 0, sizes[i]), ("error", RuntimeError(f"video {v} was not scored")))
+        if status == "error":
+            raise scores
         seq = SequenceScores(name=v, object_ids=[], frame_names=scores[0].frame_names if scores else [])
         for sc in scores:
             for k in sc.object_ids:
@@ -231,5 +432,5 @@ def evaluate_sav_folders(
                 seq.J[k], seq.F[k], seq.frames[k] = sc.J[k], sc.F[k], sc.frames[k]
         merged.append(seq)
     out = summarize(merged)
-    out["sequences"] = list(videos)
+    out["sequences"] = videos
     return out

@@ -4,20 +4,28 @@ folders). Image datasets are in :mod:`.image_readers`.
 
 Everything is lazy: a :class:`VOSSequence` holds paths, and masks are decoded when indexed.
 Label maps are ``(H, W)`` integer arrays: 0 background, ``k`` object ``k`` (255 is DAVIS void).
+
+Mask PNGs as DAVIS, SA-V and most tools write them (8-bit palette or greyscale, not interlaced,
+every row stored unfiltered) are decoded here with ``zlib`` alone: half the cost of going
+through Pillow, whose import is also skipped. Any other PNG (filtered rows, 16-bit, RGB, a bad
+checksum, a damaged stream) goes through Pillow, which decides; both give the same array.
+Pillow and the frame readers of :mod:`sam2_plugins.io` are imported only when needed, so that
+``python -m benchmarks evaluate`` starts fast.
 """
 
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from ..io import FrameSource, ImageFilesSource
-from ..io.folder import IMAGE_EXTENSIONS, sort_frame_files
+if TYPE_CHECKING:  # pragma: no cover
+    from ..io import FrameSource
 
 __all__ = [
     "read_index_png",
@@ -48,8 +56,55 @@ for _i in range(256):  # the standard PASCAL/DAVIS colour map (bit interleaving 
     DAVIS_PALETTE[_i] = (_r, _g, _b)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_png_fast(data: bytes) -> Optional[np.ndarray]:
+    """``(H, W)`` uint8 ids of an 8-bit palette or greyscale PNG, not interlaced, with every row
+    unfiltered and every chunk's CRC right; ``None`` for anything else (the caller then asks
+    Pillow). Reads the chunk list, inflates the IDAT stream and drops the filter byte of each
+    row: no per-pixel Python work."""
+    if len(data) < 45 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour, method, filt, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    if depth != 8 or colour not in (0, 3) or method or filt or interlace or not width or not height:
+        return None
+    idat = []
+    pos, end = 8, len(data)
+    while True:
+        if pos + 12 > end:
+            return None  # truncated
+        (length,) = struct.unpack_from(">I", data, pos)
+        kind = data[pos + 4 : pos + 8]
+        stop = pos + 8 + length
+        if stop + 4 > end:
+            return None
+        chunk = data[pos + 4 : stop]  # type and data: what the CRC covers
+        if zlib.crc32(chunk) != struct.unpack_from(">I", data, stop)[0]:
+            return None
+        if kind == b"IDAT":
+            idat.append(chunk[4:])
+        elif kind == b"IEND":
+            break
+        pos = stop + 4
+    try:
+        raw = zlib.decompress(b"".join(idat))
+    except zlib.error:
+        return None
+    row = width + 1  # one filter-type byte, then the row's ids
+    if len(raw) != height * row:
+        return None
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, row)
+    if rows[:, 0].any():
+        return None  # filtered rows (Sub/Up/Average/Paeth): Pillow undoes them
+    return np.ascontiguousarray(rows[:, 1:])
+
+
 def read_index_png(path: PathLike, what: str = "mask") -> np.ndarray:
     """Read a label PNG (palette 'P', greyscale 'L', 16-bit 'I;16', binary '1') as raw ids.
+
+    Returns:
+        ``(H, W)`` ids: uint8 for 8-bit and binary PNGs, Pillow's integer dtype for 16-bit.
 
     Raises:
         ValueError: the file is missing/corrupted, or is an RGB/RGBA image (colours are not
@@ -57,7 +112,25 @@ def read_index_png(path: PathLike, what: str = "mask") -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError as e:
+        raise ValueError(f"{what} {path} does not exist") from e
+    except OSError as e:
+        raise ValueError(f"could not read {what} {path}: {e}") from e
+    arr = _decode_png_fast(data)
+    if arr is not None:
+        return arr
+    return _read_with_pillow(path, data, what)
+
+
+def _read_with_pillow(path: Path, data: bytes, what: str) -> np.ndarray:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
             if im.mode not in _INDEX_MODES:
                 raise ValueError(
                     f"{what} {path} is a {im.mode!r} image; expected a palette ('P') or greyscale "
@@ -65,8 +138,6 @@ def read_index_png(path: PathLike, what: str = "mask") -> np.ndarray:
                 )
             im.load()
             arr = np.asarray(im)
-    except FileNotFoundError as e:
-        raise ValueError(f"{what} {path} does not exist") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"could not read {what} {path}: corrupted or not an image ({e})") from e
     return arr.astype(np.uint8) if arr.dtype == bool else arr
@@ -77,6 +148,8 @@ def write_index_png(path: PathLike, labels: np.ndarray) -> None:
     a = np.asarray(labels)
     if a.ndim != 2 or (a.size and (a.min() < 0 or a.max() > 255)):
         raise ValueError(f"expected an (H, W) label map with ids in 0..255, got shape {a.shape}")
+    from PIL import Image
+
     a = np.ascontiguousarray(a, dtype=np.uint8)
     im = Image.frombytes("P", (a.shape[1], a.shape[0]), a.tobytes())
     im.putpalette(DAVIS_PALETTE.ravel().tolist())
@@ -157,6 +230,11 @@ def _mask_files(folder: Path) -> List[Path]:
     files = [p for p in folder.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith(".")]
     if not files:
         raise ValueError(f"mask folder {folder} holds no PNG files")
+    stems = [p.stem for p in files]
+    if all(s.isdigit() for s in stems):  # the usual "00000.png": same order as sort_frame_files
+        return [p for _, p in sorted(zip(stems, files), key=lambda t: (int(t[0]), t[1].name))]
+    from ..io.folder import sort_frame_files  # natural order for other names
+
     return sort_frame_files(files)
 
 
@@ -209,6 +287,8 @@ def read_davis(
         frames = None
         annotated = list(range(len(files)))
         if img_dir.is_dir():
+            from ..io import ImageFilesSource
+
             frames = ImageFilesSource(_image_files(img_dir), name=str(img_dir))
             annotated = _match_names(frames.frame_names or [], masks.names, seq)
         out.append(VOSSequence(seq, frames, masks, annotated, masks.names))
@@ -216,6 +296,8 @@ def read_davis(
 
 
 def _image_files(folder: Path) -> List[Path]:
+    from ..io.folder import IMAGE_EXTENSIONS, sort_frame_files
+
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
     if not files:
         raise ValueError(f"frame folder {folder} holds no images")
@@ -249,6 +331,8 @@ def read_vos_folder(
             raise ValueError(f"expected folder {p} (layout <root>/{images}/<seq>, <root>/{annotations}/<seq>)")
     if sequences is None:
         sequences = list_sequences(ann_root)
+    from ..io import ImageFilesSource
+
     out = []
     for seq in sequences:
         files = _mask_files(ann_root / seq)

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .jf import db_statistics, f_radius, score_frame
+from .jf import db_statistics, f_radius, score_labels
 
 __all__ = ["SequenceScores", "evaluate_sequence", "summarize", "STAT_KEYS"]
 
@@ -119,6 +119,18 @@ def evaluate_sequence(
         ValueError: frame counts differ, sizes differ, colour or non-integer masks, a predicted
             id above the GT object count (``"davis"``), no object in the first GT frame.
     """
+    names = check_sequence(gt, pred, name, frame_names, lifetime=lifetime, void_mode=void_mode)
+    options = dict(skip_first_last=skip_first_last, lifetime=lifetime, void_label=void_label,
+                   void_mode=void_mode, bound_th=bound_th)
+    part = score_part(gt, pred, name, names, 0, len(names), **options)
+    return merge_parts(name, names, [part], lifetime)
+
+
+def check_sequence(
+    gt: Sequence[Any], pred: Sequence[Any], name: str, frame_names: Optional[Sequence[str]],
+    lifetime: str = "davis", void_mode: str = "background",
+) -> List[str]:
+    """Validate the options and frame counts of one sequence; return its frame names."""
     if lifetime not in LIFETIMES:
         raise ValueError(f"lifetime must be one of {LIFETIMES}, got {lifetime!r}")
     if void_mode not in ("background", "ignore"):
@@ -131,12 +143,40 @@ def evaluate_sequence(
     names = [f"{i:05d}" for i in range(n)] if frame_names is None else [str(s) for s in frame_names]
     if len(names) != n:
         raise ValueError(f"sequence {name}: {len(names)} frame names for {n} frames")
-    scored = list(range(1, n - 1)) if skip_first_last else list(range(n))
+    return names
 
-    def load_gt(t: int):
+
+def score_part(
+    gt: Sequence[Any],
+    pred: Sequence[Any],
+    name: str,
+    names: Sequence[str],
+    start: int,
+    stop: int,
+    *,
+    skip_first_last: bool = True,
+    lifetime: str = "davis",
+    void_label: Optional[int] = 255,
+    void_mode: str = "background",
+    bound_th: float = 0.008,
+    on_frame: Optional[Callable[[], Any]] = None,
+) -> Dict[str, Any]:
+    """Score frames ``start .. stop - 1`` of one sequence (all of it, or a slice of it that a
+    worker process takes: under the DAVIS rule frames are independent once the first GT frame
+    is known; the first-appearance rule needs ``start == 0`` and ``stop == len(gt)``).
+
+    Every frame of the slice is read from ``pred`` (scored or not: the reference rejects a
+    predicted id above the object count in any frame), the scored ones also from ``gt``.
+    ``on_frame`` (if given) is called as frames are done (a progress bar). Returns a plain dict for
+    :func:`merge_parts` (cheap to pickle).
+    """
+    n = len(names)
+    first, last = (1, n - 2) if skip_first_last else (0, n - 1)
+
+    def load_gt(t: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         g = _label_map(gt[t], f"GT frame {names[t]} of {name}")
         void = None
-        if void_label is not None:
+        if void_label is not None and g.size and g.max() >= void_label:  # one pass when no void
             vm = g == void_label
             if vm.any():
                 g = np.where(vm, 0, g)
@@ -146,9 +186,7 @@ def evaluate_sequence(
     g0, void0 = load_gt(0)
     height, width = g0.shape
     radius = f_radius(height, width, bound_th)
-    result = SequenceScores(name=name, object_ids=[], frame_names=names, radius=radius)
-    lists_j: Dict[int, List[float]] = {}
-    lists_f: Dict[int, List[float]] = {}
+    objects: List[int] = []
     if lifetime == "davis":
         n_obj = int(g0.max()) if g0.size else 0
         if n_obj <= 0:
@@ -158,15 +196,15 @@ def evaluate_sequence(
                 "convert 255 to 1 first, e.g. --binary-gt)"
             )
         objects = list(range(1, n_obj + 1))
-        result.object_ids = objects
-        for k in objects:
-            lists_j[k], lists_f[k] = [], []
-            result.frames[k] = []
+    frames: Dict[int, List[int]] = {k: [] for k in objects}
+    js: Dict[int, List[float]] = {k: [] for k in objects}
+    fs: Dict[int, List[float]] = {k: [] for k in objects}
     gt_seen: set = set()
     seen: set = set()
-    scored_set = set(scored)
     max_pred = 0
-    for t in range(n):
+    for t in range(start, stop):
+        if on_frame is not None and t > start:
+            on_frame()
         p = _label_map(pred[t], f"predicted frame {names[t]} of {name}")
         if p.shape != (height, width):
             raise ValueError(
@@ -175,37 +213,44 @@ def evaluate_sequence(
             )
         if p.size and lifetime == "davis":
             max_pred = max(max_pred, int(p.max()))
-            if int(p.min()) < 0:
+            if p.dtype.kind == "i" and int(p.min()) < 0:
                 raise ValueError(f"sequence {name}, frame {names[t]}: negative ids in the prediction")
-        if t not in scored_set:
+        if not first <= t <= last:
             continue
         g, void = (g0, void0) if t == 0 else load_gt(t)
         if g.shape != (height, width):
             raise ValueError(f"sequence {name}: GT frame {names[t]} has size {g.shape}, frame 0 {g0.shape}")
-        if lifetime == "davis":
-            objects = result.object_ids
-        else:
+        if lifetime != "davis":
             ids_g = _ids(g)
             gt_seen.update(ids_g)
             seen.update(ids_g)
             seen.update(_ids(p))
             objects = sorted(seen)
-        for k in objects:
-            j, f = score_frame(p == k, g == k, radius, void)
-            lists_j.setdefault(k, []).append(j)
-            lists_f.setdefault(k, []).append(f)
-            result.frames.setdefault(k, []).append(t)
-    if lifetime == "davis" and max_pred > len(result.object_ids):
+        if void is not None:
+            p = np.where(void, 0, p)  # void_mode "ignore": out of both masks (g has 0 there)
+        for k, (j, f) in zip(objects, score_labels(p, g, objects, radius)):
+            js.setdefault(k, []).append(j)
+            fs.setdefault(k, []).append(f)
+            frames.setdefault(k, []).append(t)
+    return {"objects": objects if lifetime == "davis" else sorted(gt_seen), "radius": radius,
+            "frames": frames, "J": js, "F": fs, "max_pred": max_pred}
+
+
+def merge_parts(name: str, names: Sequence[str], parts: Sequence[Dict[str, Any]], lifetime: str) -> SequenceScores:
+    """Join the :func:`score_part` results of one sequence (in frame order) and apply the
+    sequence-level checks."""
+    objects = list(parts[0]["objects"])
+    result = SequenceScores(name=name, object_ids=objects, frame_names=list(names), radius=parts[0]["radius"])
+    max_pred = max(part["max_pred"] for part in parts)
+    if lifetime == "davis" and max_pred > len(objects):
         raise ValueError(
             f"sequence {name}: the prediction holds object id {max_pred} but the first GT frame has "
-            f"only {len(result.object_ids)} object(s); more predicted objects than GT"
+            f"only {len(objects)} object(s); more predicted objects than GT"
         )
-    if lifetime == "first_appearance":
-        result.object_ids = sorted(gt_seen)
-        result.frames = {k: result.frames[k] for k in result.object_ids}
-    for k in result.object_ids:
-        result.J[k] = np.asarray(lists_j.get(k, []), dtype=np.float64)
-        result.F[k] = np.asarray(lists_f.get(k, []), dtype=np.float64)
+    for k in objects:
+        result.frames[k] = [t for part in parts for t in part["frames"].get(k, [])]
+        result.J[k] = np.asarray([v for part in parts for v in part["J"].get(k, [])], dtype=np.float64)
+        result.F[k] = np.asarray([v for part in parts for v in part["F"].get(k, [])], dtype=np.float64)
     return result
 
 

@@ -56,6 +56,7 @@ def test_evaluate_contract_subprocess(tmp_path: Path) -> None:
         assert res[k] == ref[k]
     assert res["per_object"] == ref["per_object"]
     assert res["metadata"]["schema"].startswith("sam2-plugins-benchmark/")
+    assert res["metadata"]["workers"] >= 1  # default: one process per CPU, same numbers as one
     assert 0 < res["J&F-Mean"] < 1
     # only some sequences
     proc = _run("evaluate", "--gt-root", str(gt), "--pred-root", str(pred), "--sequences", "beta",
@@ -71,6 +72,21 @@ def test_evaluate_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     write_index_png(pred / "alpha" / "00002.png", np.full((48, 64), 9, np.uint8))
     rc = main(["evaluate", "--gt-root", str(gt), "--pred-root", str(pred), "--output", str(out), "--quiet", "--workers", "1"])
     assert rc == 2 and not out.exists()
+
+
+@pytest.mark.slow
+def test_evaluate_speed_script_checks_the_numbers(tmp_path: Path, shared_golden: Path) -> None:
+    """The speed benchmark runs the evaluate command as a whole process and compares every
+    number with the golden file (no time is asserted)."""
+    out = tmp_path / "speed.json"
+    proc = _run("evaluate-speed", "--runs", "1", "--workers", "1", "auto", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert "synthetic" in res["sets"]
+    for entry in res["sets"].values():
+        for w in ("1", "auto"):
+            assert entry[f"workers={w}"]["max_abs_diff"] <= 1e-9
+            assert entry[f"workers={w}"]["wall_s"] > 0
 
 
 def test_report_html_and_markdown(tmp_path: Path) -> None:

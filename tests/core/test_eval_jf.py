@@ -18,6 +18,7 @@ from sam2_plugins.evaluation.jf import (
     f_radius,
     jaccard,
     score_frame,
+    score_labels,
 )
 
 TOL = 1e-9
@@ -156,6 +157,38 @@ def test_score_frame_matches_oracle_on_random_masks() -> None:
         assert abs(j - j_ref) <= TOL
         assert abs(f - _f_oracle(p, g)) <= TOL, i
         assert abs(f_measure(p, g) - f) <= TOL
+
+
+def test_disk_dilate_large_radius_and_word_borders() -> None:
+    """Radii past one 64-pixel word and maps whose rows end right at a word border."""
+    rng = np.random.default_rng(7)
+    for r, (h, w) in ((13, (30, 64 - 26)), (40, (25, 150)), (70, (12, 190)), (3, (9, 122))):
+        b = rng.random((h, w)) < 0.01
+        b[0, w - 1] = b[h - 1, 0] = True
+        np.testing.assert_array_equal(disk_dilate(b, r), _dilate_oracle(b, r), err_msg=f"r={r}")
+
+
+def test_score_labels_equals_score_frame_per_object() -> None:
+    """The multi-object fast path (one crop per frame, then per object) gives the same bits."""
+    rng = np.random.default_rng(4)
+    for i in range(40):
+        h, w = int(rng.integers(5, 70)), int(rng.integers(5, 90))
+        g = np.zeros((h, w), np.uint8)
+        for k in range(1, 4):
+            g[_blobs(rng, h, w, 1)] = k
+        p = np.roll(g, (int(rng.integers(-3, 4)), int(rng.integers(-3, 4))), axis=(0, 1))
+        p[rng.random((h, w)) < 0.02] = int(rng.integers(0, 5))
+        if i % 6 == 0:
+            p = g.copy()
+        if i % 9 == 0:
+            g[:] = 0
+        objects = [1, 2, 3, 4]  # 4: only ever in some predictions
+        r = f_radius(h, w) + i % 3
+        got = score_labels(p, g, objects, r)
+        assert got == [score_frame(p == k, g == k, r) for k in objects], i
+    assert score_labels(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), [1, 2], 1) == [(1.0, 1.0)] * 2
+    with pytest.raises(ValueError):
+        score_labels(np.zeros((4, 4)), np.zeros((4, 5)), [1], 1)
 
 
 def test_void_ignore_mode() -> None:

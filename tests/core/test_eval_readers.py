@@ -165,3 +165,88 @@ def test_shared_image_sets(shared_data: Path) -> None:
     assert voc.masks.shape == (19, 375, 500)
     (seq,) = read_davis(shared_data / "davis2016-val", sequences=["blackswan"])
     assert seq.frames.num_frames == 50 and set(np.unique(seq.masks[0])) == {0, 1}
+
+
+# ---------------------------------------------------------------- the zlib-only PNG path
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(width: int, height: int, colour: int, rows: bytes, extra: bytes = b"") -> bytes:
+    """A minimal 8-bit PNG written by hand (filter bytes included in ``rows``)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    plte = _chunk(b"PLTE", bytes(range(48))) if colour == 3 else b""
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + plte + extra
+            + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b""))
+
+
+def test_fast_png_path_equals_pillow(tmp_path: Path) -> None:
+    from sam2_plugins.evaluation.readers import _decode_png_fast
+
+    rng = np.random.default_rng(5)
+    lab = rng.integers(0, 4, (23, 37)).astype(np.uint8)
+    lab[:, 30:] = 255
+    cases = {}
+    write_index_png(tmp_path / "p.png", lab)  # palette, unfiltered (as DAVIS ships them)
+    cases["p.png"] = True
+    Image.fromarray(lab, mode="L").save(tmp_path / "l.png")
+    cases["l.png"] = None  # Pillow may filter greyscale rows: either path, same array
+    Image.fromarray(lab, mode="L").save(tmp_path / "lo.png", optimize=True)
+    cases["lo.png"] = None
+    unfiltered = b"".join(b"\x00" + bytes(r) for r in lab)
+    (tmp_path / "hand.png").write_bytes(_png(37, 23, 3, unfiltered))
+    cases["hand.png"] = True
+    sub = b"".join(b"\x01" + bytes(np.diff(r.astype(np.int16), prepend=0).astype(np.uint8)) for r in lab)
+    (tmp_path / "sub.png").write_bytes(_png(37, 23, 0, sub))  # Sub-filtered rows: Pillow's job
+    cases["sub.png"] = False
+    (tmp_path / "trns.png").write_bytes(_png(37, 23, 3, unfiltered, _chunk(b"tRNS", b"\x00\x80")))
+    cases["trns.png"] = True
+    Image.fromarray(lab.astype(np.uint16) * 300).save(tmp_path / "i16.png")  # 16-bit: Pillow
+    cases["i16.png"] = False
+    for name, fast in cases.items():
+        data = (tmp_path / name).read_bytes()
+        with Image.open(tmp_path / name) as im:
+            ref = np.asarray(im)
+        got = read_index_png(tmp_path / name)
+        assert got.dtype == ref.dtype and got.shape == ref.shape, name
+        np.testing.assert_array_equal(got, ref, err_msg=name)
+        if fast is not None:
+            assert (_decode_png_fast(data) is not None) == fast, name
+    np.testing.assert_array_equal(read_index_png(tmp_path / "p.png"), lab)
+    # damage: a wrong CRC, a cut stream, a bad zlib stream -> Pillow decides, and says so
+    good = (tmp_path / "hand.png").read_bytes()
+    idat = good.index(b"IDAT")
+    for i, bad in enumerate((good[: idat + 10] + bytes([good[idat + 10] ^ 1]) + good[idat + 11 :],
+                             good[: idat + 12], good[:idat + 4] + b"\x00" * 8 + good[idat + 12 :])):
+        assert _decode_png_fast(bad) is None
+        (tmp_path / f"bad{i}.png").write_bytes(bad)
+        with pytest.raises(ValueError, match="corrupted|could not read"):
+            read_index_png(tmp_path / f"bad{i}.png")
+    with pytest.raises(ValueError, match="does not exist"):
+        read_index_png(tmp_path / "missing.png")
+
+
+def test_evaluate_path_does_not_import_pillow(tmp_path: Path) -> None:
+    """Unfiltered palette masks are decoded without Pillow (its import is a tenth of the
+    ``evaluate`` command's start-up)."""
+    import subprocess
+    import sys
+
+    for t in range(4):
+        lab = np.zeros((20, 30), np.uint8)
+        lab[5 : 10 + t, 5:12] = 1
+        write_index_png(tmp_path / "gt" / "s" / f"{t:05d}.png", lab)
+        write_index_png(tmp_path / "pr" / "s" / f"{t:05d}.png", np.roll(lab, 1, axis=1))
+    code = ("import sys\nfrom benchmarks.cli import main\n"
+            f"rc = main(['evaluate', '--gt-root', {str(tmp_path / 'gt')!r}, '--pred-root', {str(tmp_path / 'pr')!r},"
+            f" '--output', {str(tmp_path / 'r.json')!r}, '--quiet', '--workers', '1'])\n"
+            "print(rc, sorted(m for m in ('PIL', 'torch', 'scipy', 'cv2', 'concurrent.futures') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "0 []", out.stdout + out.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,106 @@ def test_folder_evaluation_and_errors(tmp_path: Path) -> None:
     write_index_png(pred_root / "seq0" / "00003.png", np.zeros((30, 56), np.uint8))
     with pytest.raises(ValueError, match="size"):
         evaluate_folders(tmp_path / "gt", pred_root, ["seq0"], workers=1)
+
+
+def _strip(res: dict) -> dict:
+    return {k: v for k, v in res.items() if k not in ("seconds", "workers")}
+
+
+def test_workers_share_frames_and_give_identical_numbers(tmp_path: Path) -> None:
+    """Frames of unequal sequences are cut into per-worker shares; every number (per frame
+    too) equals the one-process result, for any number of workers and both lifetime rules."""
+    gt_root = tmp_path / "gt" / "Annotations" / "480p"
+    pred_root = tmp_path / "pred"
+    for i, (t, h, w, n) in enumerate(((9, 40, 56, 2), (5, 30, 70, 1), (13, 44, 50, 3))):
+        _, masks = make_video(t, h, w, n, seed=20 + i, late_objects=1 if i == 2 else 0)
+        _write_seq(gt_root, f"s{i}", masks)
+        pred = np.roll(masks, i + 1, axis=1)
+        pred[t // 2] = 0
+        pred[pred > n - (i == 2)] = 0  # the late object: not an object under the DAVIS rule
+        _write_seq(pred_root, f"s{i}", pred)
+    for lifetime in ("davis", "first_appearance"):
+        ref = evaluate_folders(tmp_path / "gt", pred_root, workers=1, per_frame=True, lifetime=lifetime)
+        assert ref["workers"] == 1
+        for workers in (2, 3, 5):
+            res = evaluate_folders(tmp_path / "gt", pred_root, workers=workers, per_frame=True, lifetime=lifetime)
+            assert res["workers"] > 1
+            assert _strip(res) == _strip(ref), (lifetime, workers)
+    with_bar = evaluate_folders(tmp_path / "gt", pred_root, workers=2, per_frame=True, progress=True)
+    assert _strip(with_bar) == _strip(evaluate_folders(tmp_path / "gt", pred_root, workers=1, per_frame=True))
+
+
+def test_process_pool_fallback_gives_the_same_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where workers cannot be forked (macOS, Windows) the shares go to a process pool: the
+    work objects pickle and the numbers are the same."""
+    from sam2_plugins.evaluation import folders
+
+    gt_root = tmp_path / "gt"
+    for i in range(2):
+        _, masks = make_video(9, 30, 40, 2, seed=40 + i)
+        _write_seq(gt_root, f"s{i}", masks)
+        _write_seq(tmp_path / "pred", f"s{i}", np.roll(masks, 2, axis=2))
+    ref = evaluate_folders(gt_root, tmp_path / "pred", workers=1)
+    monkeypatch.setattr(folders, "_can_fork", lambda: False)
+    res = evaluate_folders(gt_root, tmp_path / "pred", workers=2)
+    assert res["workers"] == 2 and _strip(res) == _strip(ref)
+
+
+def test_share_plans_cover_every_frame_once() -> None:
+    from sam2_plugins.evaluation.folders import _split_frames, _split_sequences
+
+    lengths, costs = [50, 40, 49, 3, 7], [410, 410, 410, 1000, 10]
+    for n in (1, 2, 3, 4, 7):
+        shares = _split_frames(lengths, costs, n)
+        assert 1 <= len(shares) <= n
+        flat = [p for s in shares for p in s]
+        assert flat == sorted(flat)  # contiguous, in sequence and frame order
+        for i, length in enumerate(lengths):
+            frames = [t for (j, a, b) in flat if j == i for t in range(a, b)]
+            assert frames == list(range(length))
+        loads = [sum((b - a) * costs[j] for j, a, b in s) for s in shares]
+        assert max(loads) - min(loads) <= 2 * max(costs), (n, loads)  # balanced within a frame or two
+        whole = _split_sequences(lengths, costs, n)
+        assert sorted(p for s in whole for p in s) == [(i, 0, L) for i, L in enumerate(lengths)]
+
+
+def test_first_error_in_order_whatever_the_workers(tmp_path: Path) -> None:
+    gt_root = tmp_path / "gt"
+    pred_root = tmp_path / "pred"
+    for i in range(3):
+        _, masks = make_video(8, 30, 40, 1, seed=i)
+        _write_seq(gt_root, f"s{i}", masks)
+        _write_seq(pred_root, f"s{i}", masks)
+    write_index_png(pred_root / "s2" / "00005.png", np.zeros((20, 40), np.uint8))  # wrong size
+    write_index_png(pred_root / "s1" / "00006.png", np.full((30, 40), 3, np.uint8))  # too many objects
+    for workers in (1, 2, 3):  # s2's error is found first by another process, s1's is reported
+        with pytest.raises(ValueError, match="sequence s1: the prediction holds object id 3"):
+            evaluate_folders(gt_root, pred_root, workers=workers)
+    with pytest.raises(ValueError, match="sequence s2, frame 00005: prediction has size 20x40"):
+        evaluate_folders(gt_root, pred_root, ["s2"], workers=2)  # raised in a worker process
+
+
+def _die_or_fail(piece: tuple) -> tuple:
+    import os
+
+    if piece[0] == 1:
+        os._exit(3)  # a worker killed mid-way (OOM killer, segfault): no result comes back
+    if piece[0] == 2:
+        raise ValueError(f"bad piece {piece}")
+    return piece
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are Linux-only")
+def test_forked_workers_report_errors_and_deaths() -> None:
+    from sam2_plugins.evaluation.folders import _run_shares
+
+    done = _run_shares(_die_or_fail, [[(0, 0, 1)], [(2, 0, 1), (3, 0, 1)], [(4, 0, 1)]])
+    assert done[(0, 0, 1)] == ("ok", (0, 0, 1)) and done[(4, 0, 1)] == ("ok", (4, 0, 1))
+    status, err = done[(2, 0, 1)]
+    assert status == "error" and isinstance(err, ValueError) and "bad piece" in str(err)
+    assert (3, 0, 1) not in done  # after the first error of a share, nothing more is needed
+    with pytest.raises(RuntimeError, match="ended without a result"):
+        _run_shares(_die_or_fail, [[(0, 0, 1)], [(1, 0, 1)]])
 
 
 def test_davis2016_binary_gt(tmp_path: Path) -> None:
