@@ -2,6 +2,8 @@
 
 * :func:`click_latency`: time from a click to the updated Labels layer, with the frame's
   embedding cached (decoder, mask upsampling, Labels write and refresh).
+* :func:`napari_click_floor`: the same click with the plugin muted (napari's point handling
+  and redraw alone), to tell the plugin's cost from the display's;
 * :func:`propagation_overhead`: frames per second of the core video predictor alone
   versus the plugin's propagation path (engine generator, Labels writes) on the same frames.
 """
@@ -13,28 +15,40 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["click_latency", "propagation_overhead"]
+__all__ = ["click_latency", "napari_click_floor", "propagation_overhead"]
 
 
 def click_latency(widget: Any, clicks: int = 10, seed: int = 0) -> Dict[str, float]:
     """Milliseconds per click on the widget's current frame, with the embedding cached.
 
-    Returns ``median_ms`` / ``max_ms`` (click added to the Points layer until the viewer has
-    redrawn: napari's own point handling and rendering included), ``update_median_ms``
-    (the plugin's reaction: prompts collected, model run, Labels written and redrawn) and
-    ``model_median_ms`` (prompt encoder + mask decoder + upsampling alone).
+    Each click is added to the ``SAM2 points`` layer (as napari's add mode does) and timed
+    until the viewer has processed its events (the canvas redrawn). Returns medians:
 
-    The widget must have an image and a loaded model; it is switched to synchronous mode
-    for the measurement. The first click (which encodes the frame) is not counted.
+    * ``median_ms`` / ``max_ms``: the whole click, redraw included;
+    * ``handled_median_ms``: until the Labels layer holds the new mask and has queued its
+      partial redraw (the redraw itself, ``draw_median_ms``, depends on the display: slow
+      under Xvfb's software OpenGL);
+    * ``update_median_ms``: the plugin's reaction (prompts collected, model, Labels write,
+      undo record), inside the above;
+    * ``model_median_ms``: the engine's prediction (prompt encoder, mask decoder, the chosen
+      mask upsampled inside its box) inside the above.
+
+    ``handled - update`` is napari's own handling of the point (the Points layer's add and
+    its events). The widget must have an image and a loaded model; it is switched to
+    synchronous mode for the measurement. The first click (which encodes the frame) is not
+    counted.
     """
     rng = np.random.default_rng(seed)
     threaded, widget.threaded = widget.threaded, False
+    engine = widget.engine
+    name = "predict_region" if hasattr(engine, "predict_region") else "predict"
     try:
         key = widget.current_key()
         h, w = widget._session[2][-2:]
         widget.add_click(tuple(key) + (h // 2, w // 2))  # encodes the frame
-        times, model_ms, update_ms = [], [], []
-        predict, update = widget.engine.predict, widget.update_predictions
+        _process_events()
+        times, handled, draw, model_ms, update_ms = [], [], [], [], []
+        predict, update = getattr(engine, name), widget.update_predictions
 
         def timed(fp):
             t = time.perf_counter()
@@ -46,21 +60,61 @@ def click_latency(widget: Any, clicks: int = 10, seed: int = 0) -> Dict[str, flo
             t = time.perf_counter()
             update(*a, **k)
             update_ms.append(1000 * (time.perf_counter() - t))
-        widget.engine.predict = timed
+        setattr(engine, name, timed)
         widget.update_predictions = timed_update
         for _ in range(clicks):
             y, x = int(rng.integers(h // 4, 3 * h // 4)), int(rng.integers(w // 4, 3 * w // 4))
             t0 = time.perf_counter()
             widget.add_click(tuple(key) + (y, x))
+            t1 = time.perf_counter()
             _process_events()
-            times.append(1000 * (time.perf_counter() - t0))
+            t2 = time.perf_counter()
+            times.append(1000 * (t2 - t0))
+            handled.append(1000 * (t1 - t0))
+            draw.append(1000 * (t2 - t1))
     finally:
         widget.threaded = threaded
-        vars(widget.engine).pop("predict", None)
+        vars(engine).pop(name, None)
         vars(widget).pop("update_predictions", None)
     med = lambda v: float(np.median(v)) if v else float("nan")  # noqa: E731
-    return {"median_ms": med(times), "max_ms": float(np.max(times)), "update_median_ms": med(update_ms),
+    return {"median_ms": med(times), "max_ms": float(np.max(times)), "handled_median_ms": med(handled),
+            "draw_median_ms": med(draw), "update_median_ms": med(update_ms),
             "model_median_ms": med(model_ms), "clicks": clicks}
+
+
+def napari_click_floor(widget: Any, clicks: int = 10, seed: int = 1) -> Dict[str, float]:
+    """What a click costs napari alone on this display: a point added to the ``SAM2 points``
+    layer with the widget muted (no prediction, no Labels write), then the redraw.
+
+    Returns ``add_median_ms`` (the Points layer's add and its events), ``draw_median_ms``
+    (processing the viewer's events: the redraw) and ``median_ms`` (both). The points are
+    removed afterwards.
+    """
+    rng = np.random.default_rng(seed)
+    key = widget.current_key()
+    h, w = widget._session[2][-2:]
+    layer = widget.points_layer
+    n0 = len(layer.data)
+    add, draw = [], []
+    widget._muted = True
+    try:
+        _process_events()
+        for _ in range(clicks):
+            y, x = int(rng.integers(h // 4, 3 * h // 4)), int(rng.integers(w // 4, 3 * w // 4))
+            t0 = time.perf_counter()
+            layer.add(np.asarray(tuple(key) + (y, x), dtype=float)[None])
+            t1 = time.perf_counter()
+            _process_events()
+            t2 = time.perf_counter()
+            add.append(1000 * (t1 - t0))
+            draw.append(1000 * (t2 - t1))
+        layer.selected_data = set(range(n0, len(layer.data)))
+        layer.remove_selected()
+        _process_events()
+    finally:
+        widget._muted = False
+    return {"add_median_ms": float(np.median(add)), "draw_median_ms": float(np.median(draw)),
+            "median_ms": float(np.median(np.add(add, draw))), "clicks": clicks}
 
 
 def _process_events() -> None:

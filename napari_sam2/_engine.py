@@ -21,6 +21,7 @@ import torch
 
 from ._embedding_cache import EmbeddingCache, install_forward_cache
 from ._prompts import FramePrompt
+from ._region import RegionMask, upsample_region
 
 __all__ = ["SAM2Engine", "FrameResult", "Quality", "DIRECTIONS"]
 
@@ -123,29 +124,53 @@ class SAM2Engine:
         return token == self._current or token in self._slots
 
     def predict(self, prompt: FramePrompt) -> Tuple[np.ndarray, float]:
+        """Mask of one object on the current frame (see :meth:`set_frame`) as a full plane.
+
+        Same as :meth:`predict_region` with the mask expanded to (H, W) bool.
+        """
+        region, iou = self.predict_region(prompt)
+        return region.full(), iou
+
+    def predict_region(self, prompt: FramePrompt) -> Tuple[RegionMask, float]:
         """Mask of one object on the current frame (see :meth:`set_frame`).
 
         One positive click alone asks for three masks and keeps the best scored (the
         ambiguity SAM resolves best that way); more clicks or a box ask for one.
         A mask prompt alone is returned as it is; with clicks it seeds the decoder.
 
+        The decoder runs at low resolution (``image_size / 4``); only the chosen mask is
+        upsampled, and only inside its bounding box (:func:`~napari_sam2._region.upsample_region`),
+        so the cost does not grow with the image (the result equals the image predictor's
+        ``predict`` mask).
+
         Returns:
-            (H, W) bool mask and its predicted IoU.
+            the mask as a :class:`RegionMask` of the (H, W) frame, and its predicted IoU.
         """
+        p = self.image_predictor
+        if not p._is_image_set:
+            raise RuntimeError("no frame set: call set_frame first")
+        hw = tuple(int(v) for v in p._orig_hw[-1])
         if prompt.mask is not None and not prompt.has_points_or_box:
-            return np.asarray(prompt.mask, bool), 1.0
+            return RegionMask.from_full(np.asarray(prompt.mask, bool)), 1.0
         pts = prompt.points if len(prompt.points) else None
         lbl = prompt.labels if len(prompt.labels) else None
         multi = prompt.box is None and pts is not None and len(pts) == 1 and prompt.mask is None
-        mask_in = None
-        if prompt.mask is not None:
-            mask_in = mask_to_logits(prompt.mask, self.image_size // 4)
+        low = self.image_size // 4
+        mask_in = None if prompt.mask is None else mask_to_logits(prompt.mask, low)
         with torch.inference_mode():
-            masks, ious, _ = self.image_predictor.predict(
-                point_coords=pts, point_labels=lbl, box=prompt.box, mask_input=mask_in,
-                multimask_output=multi)
-        best = int(np.argmax(ious))
-        return masks[best] > 0.5, float(ious[best])
+            # prompts are mapped with the frame's true size; the decoder then "upsamples" to
+            # the low-res size itself (an exact copy), which leaves the one upsampling that
+            # matters (the chosen mask, inside its box) to us
+            mask_t, coords, labels, boxes = p._prep_prompts(pts, lbl, prompt.box, mask_in, True)
+            orig = p._orig_hw
+            p._orig_hw = [(low, low)]
+            try:
+                logits, ious, _ = p._predict(coords, labels, boxes, mask_t, multi, return_logits=True)
+            finally:
+                p._orig_hw = orig
+            best = int(torch.argmax(ious[0]))
+            region = upsample_region(logits[0, best], hw, p.mask_threshold)
+            return region, float(ious[0, best])
 
     # -- sequences ----------------------------------------------------------------------
     def _video_predictor(self):

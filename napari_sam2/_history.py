@@ -12,9 +12,11 @@ pixels unless asked and returns the :class:`PlaneEdit` to record.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
+
+from ._region import RegionMask
 
 __all__ = ["PlaneEdit", "Step", "History", "write_mask", "write_plane", "clear_object", "apply_step"]
 
@@ -58,7 +60,7 @@ def write_mask(
     labels: np.ndarray,
     key: Key,
     obj_id: int,
-    mask: np.ndarray,
+    mask: Union[np.ndarray, RegionMask],
     overwrite: bool = False,
     target: str = "",
     apply: bool = True,
@@ -72,7 +74,8 @@ def write_mask(
         labels: (..., H, W) integer array, edited in place.
         key: frame key (the leading indices).
         obj_id: the label value (> 0).
-        mask: (H, W) bool.
+        mask: (H, W) bool, or a :class:`~napari_sam2._region.RegionMask` of the plane (then
+            only the box around the object's old and new pixels is read and written).
         apply: write the result; False only computes the edit (the caller applies it, e.g.
             through napari's ``Labels.data_setitem`` for a partial redraw).
 
@@ -80,20 +83,34 @@ def write_mask(
         The edit (for undo), or None when nothing changed.
     """
     plane = labels[tuple(key)]
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != plane.shape:
-        raise ValueError(f"mask shape {mask.shape} does not match the plane {plane.shape}")
-    # work inside the box around the object's old and new pixels only (objects are
-    # usually small: this keeps per-frame writes cheap during propagation)
-    union = (plane == obj_id) | mask
-    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
-    if not len(rows):
+    region = mask if isinstance(mask, RegionMask) else None
+    if region is None:
+        full = np.asarray(mask, dtype=bool)
+        if full.shape != plane.shape:
+            raise ValueError(f"mask shape {full.shape} does not match the plane {plane.shape}")
+        region = RegionMask.from_full(full)
+    elif region.shape != plane.shape:
+        raise ValueError(f"mask of a {region.shape} plane does not match the plane {plane.shape}")
+    # work inside the box around the object's old and new pixels only (objects are usually
+    # small: one comparison pass over the plane finds the old box, the rest is local)
+    old = plane == obj_id
+    rows, cols = np.flatnonzero(old.any(axis=1)), np.flatnonzero(old.any(axis=0))
+    boxes = [region.bbox] if region.crop.size else []
+    if len(rows):
+        boxes.append((int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
+    if not boxes:
         return None
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    sub, m = plane[y0:y1, x0:x1], mask[y0:y1, x0:x1]
-    new = sub.copy()
-    new[sub == obj_id] = 0
-    allowed = m if overwrite else m & ((sub == 0) | (sub == obj_id))
+    y0, y1 = min(b[0] for b in boxes), max(b[1] for b in boxes)
+    x0, x1 = min(b[2] for b in boxes), max(b[3] for b in boxes)
+    sub = plane[y0:y1, x0:x1]
+    m = np.zeros(sub.shape, bool)
+    if region.crop.size:
+        ry0, ry1, rx0, rx1 = region.bbox
+        m[ry0 - y0:ry1 - y0, rx0 - x0:rx1 - x0] = region.crop
+    mine = sub == obj_id
+    allowed = m if overwrite else m & ((sub == 0) | mine)
+    new = sub.copy()  # boolean assignment: faster than np.where on ragged masks
+    new[mine] = 0
     new[allowed] = obj_id
     e = _commit_plane(sub, new, key, target, apply)
     if e is not None:

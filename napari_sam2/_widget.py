@@ -1,8 +1,10 @@
 """The dock widget: image / axes / model choice, prompts from layers, objects, undo.
 
 Propagation, automatic mode, model loading and the confidence view are in
-``_widget_run.py`` (a mixin); computation is in plain modules (``_engine``, ``_prompts``,
-``_history``, ...). Every user action goes through :func:`napari_sam2._guard.guard`, so bad input
+``_widget_run.py``, undo and objects in ``_widget_edit.py``, the output Labels layers and mask
+writes in ``_widget_output.py`` (mixins); computation is in plain modules (``_engine``,
+``_prompts``, ``_history``, ``_region``, ...). Every user action goes through
+:func:`napari_sam2._guard.guard` (workers report through the same path), so bad input
 becomes a napari notification, never a traceback dialog.
 
 Layers the widget creates (for the chosen image; same scale / translate):
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 from qtpy.QtGui import QColor
@@ -23,10 +25,12 @@ from qtpy.QtWidgets import QWidget
 from ._axes import MAX_PIXELS, AxisSpec, default_mode, level0, to_rgb8
 from ._embedding_cache import EmbeddingCache
 from ._guard import guard, notify
-from ._history import History, Step, write_mask
+from ._history import History, Step
 from ._objects import ObjectList
 from ._prompts import FramePrompt, PromptSet, collect_prompts, masks_from_labels
+from ._region import RegionMask
 from ._widget_edit import EditMixin
+from ._widget_output import OutputMixin
 from ._widget_run import RunMixin
 from ._widget_ui import Controls
 
@@ -49,7 +53,7 @@ def _same(a: Optional[FramePrompt], b: Optional[FramePrompt]) -> bool:
                                       and np.array_equal(a.mask, b.mask))))
 
 
-class SAM2Widget(EditMixin, RunMixin, QWidget):
+class SAM2Widget(OutputMixin, EditMixin, RunMixin, QWidget):
     """Interactive SAM 2 segmentation of images, Z stacks, time-lapses and 3D+t.
 
     Args:
@@ -258,79 +262,6 @@ class SAM2Widget(EditMixin, RunMixin, QWidget):
         ly, spec, _ = self._ensure_session()
         return (id(ly), spec, key, self._contrast(ly))
 
-    # ------------------------------------------------------------------ outputs
-    def output_layer(self, obj_id: int):
-        """The Labels layer that receives ``obj_id`` (created on first use)."""
-        ly, spec, lshape = self._ensure_session()
-        per_obj = self.ui.output_combo.currentIndex() == 1
-        tid = f"obj{obj_id}" if per_obj else "instances"
-        layer = self._outputs.get(tid)
-        if layer is None or layer not in self.viewer.layers:
-            name = f"SAM2 object {obj_id}" if per_obj else "SAM2 labels"
-            layer = self.viewer.add_labels(np.zeros(lshape, np.int32), name=name,
-                                           **self._layer_geometry(ly, spec))
-            self._outputs[tid] = layer
-            self._recolor_outputs()
-            # keep the prompt layers on top, and the points layer active for clicks
-            for top in (self.shapes_layer, self.points_layer):
-                if top is not None and top in self.viewer.layers:
-                    self.viewer.layers.move(self.viewer.layers.index(top), len(self.viewer.layers))
-            if self.points_layer is not None:
-                self.viewer.layers.selection.active = self.points_layer
-        return tid, layer
-
-    def _arrays(self) -> Dict[str, np.ndarray]:
-        arrays = {tid: ly.data for tid, ly in self._outputs.items()}
-        if self.auto_layer is not None:
-            arrays["automatic"] = self.auto_layer.data
-        return arrays
-
-    def _recolor_outputs(self) -> None:
-        from napari.utils.colormaps import DirectLabelColormap
-
-        cmap = DirectLabelColormap(color_dict=self.objects.color_dict())
-        for ly in self._outputs.values():
-            ly.colormap = cmap
-
-    def _write(self, key: Key, obj_id: int, mask: np.ndarray, step: Step,
-               shown: Optional[Key] = None) -> None:
-        """Write one object's mask on one frame and record the edit in ``step``.
-
-        ``shown`` is the displayed frame key (see :meth:`_shown_key`): a write there goes
-        through ``Labels.data_setitem``, which redraws only the changed pixels (a full
-        refresh of a 1024² Labels layer costs more than the mask decoder); other frames
-        are written directly and need no redraw.
-        """
-        tid, layer = self.output_layer(obj_id)
-        e = write_mask(layer.data, key, obj_id, mask, overwrite=self.ui.overwrite.isChecked(),
-                       target=tid, apply=False)
-        if e is None:
-            return
-        step.edits.append(e)
-        y0, y1, x0, x1 = e.bbox
-        if key == shown:
-            changed = e.before != e.after
-            yy, xx = np.nonzero(changed)
-            index = tuple(np.full(len(yy), k) for k in key) + (yy + y0, xx + x0)
-            layer.data_setitem(index, e.after[changed])
-        else:
-            layer.data[tuple(key)][y0:y1, x0:x1] = e.after
-
-    def _shown_key(self) -> Optional[Key]:
-        """The frame key on screen when the canvas shows a plain (Y, X) slice, else None."""
-        d = self.viewer.dims
-        if d.ndisplay != 2 or tuple(d.displayed) != (d.ndim - 2, d.ndim - 1):
-            return None
-        try:
-            return self.current_key()
-        except Exception:  # noqa: BLE001
-            return None
-
-    def _refresh_outputs(self) -> None:
-        for ly in [*self._outputs.values(), self.auto_layer]:
-            if ly is not None:
-                ly.refresh()
-
     # ------------------------------------------------------------------ prompts
     def _update_defaults(self) -> None:
         """What the next click / box gets: current object and polarity (features, colours)."""
@@ -426,6 +357,10 @@ class SAM2Widget(EditMixin, RunMixin, QWidget):
         if not changed:
             self._state = self._snapshot()
             return
+        if self.threaded and self._pending:
+            # a worker holds the image predictor (encoding a frame) or earlier clicks wait for
+            # one: its end re-runs this diff, which then includes this change too
+            return
         keys = sorted({k for k, _ in changed})
         todo = [k for k in keys if not self.engine.is_ready(self.frame_token(k))
                 and any(not new.get(k, {}).get(o, FramePrompt()).empty for kk, o in changed if kk == k)]
@@ -438,18 +373,26 @@ class SAM2Widget(EditMixin, RunMixin, QWidget):
             return
         step = Step(label, state_before=self._state)
         shown = self._shown_key()
-        for key in keys:
-            fps = {o: new.get(key, {}).get(o) for kk, o in changed if kk == key}
-            if any(fp is not None and not fp.empty for fp in fps.values()):
-                # the frame is read (and windowed) only if the engine does not hold it
-                self.engine.set_frame(functools.partial(self.read_frame, key), self.frame_token(key))
-            for oid, fp in fps.items():
-                if fp is None or fp.empty:  # every prompt gone: so is the mask
-                    mask = np.zeros(self._session[2][-2:], bool)
-                else:
-                    mask, _ = self.engine.predict(fp)
-                self.objects.ensure(oid)
-                self._write(key, oid, mask, step, shown)
+        hw = self._session[2][-2:]
+        predict = getattr(self.engine, "predict_region", None)
+        pending = []
+        try:
+            for key in keys:
+                fps = {o: new.get(key, {}).get(o) for kk, o in changed if kk == key}
+                if any(fp is not None and not fp.empty for fp in fps.values()):
+                    # the frame is read (and windowed) only if the engine does not hold it
+                    self.engine.set_frame(functools.partial(self.read_frame, key), self.frame_token(key))
+                for oid, fp in fps.items():
+                    if fp is None or fp.empty:  # every prompt gone: so is the mask
+                        mask: Union[np.ndarray, RegionMask] = RegionMask(np.zeros((0, 0), bool), (0, 0), hw)
+                    elif predict is not None:  # the object's box only (the real engine)
+                        mask = predict(fp)[0]
+                    else:
+                        mask = self.engine.predict(fp)[0]
+                    self.objects.ensure(oid)
+                    pending.append(self._write(key, oid, mask, step, shown, refresh=False))
+        finally:
+            self._flush(pending)  # one redraw per layer, whatever the number of objects
         self._prompts = new
         step.state_after = self._state = self._snapshot()
         self.history.push(step)

@@ -14,6 +14,7 @@ from qtpy.QtCore import QObject, Signal
 from ._axes import level0
 from ._confidence import QualityLog, seq_id
 from ._embedding_cache import EmbeddingCache, default_cache_dir
+from ._guard import notify
 from ._history import Step
 from ._models import ModelLoadError, load_model, resolve_choice
 from ._propagation import PropagationEvent, run_propagation
@@ -103,19 +104,24 @@ class RunMixin:
             finally:
                 done()
             return None
-        from napari.qt.threading import create_worker
+        # superqt's workers (napari's are these plus a relay of every error to napari's
+        # notification manager *with its traceback*, and superqt re-raises errors in the UI
+        # thread unless told not to): an error in a worker must become our one notification
+        # with the reason, never a traceback
+        from superqt.utils import create_worker
 
         if generator:
             def gen_fn():  # create_worker needs a generator *function* to make a GeneratorWorker
                 yield from fn()
-            worker = create_worker(gen_fn, _start_thread=False)
+            worker = create_worker(gen_fn, _start_thread=False, _ignore_errors=True)
         else:
-            worker = create_worker(fn, _start_thread=False)
+            worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
         if on_yield is not None:
             worker.yielded.connect(on_yield)
         if on_return is not None:
             worker.returned.connect(on_return)
         worker.errored.connect(self._error)
+        worker.warned.connect(lambda w: notify(f"SAM 2: {w[0]}", "warning"))
         worker.finished.connect(done)
         self.worker = worker
         worker.start()
@@ -219,9 +225,12 @@ class RunMixin:
         self._prop_step = Step("propagate" + (" from here" if from_current else ""), state_before=self._state)
         self._prop_axis = ax
         self.last_propagation = {"frames": 0, "seconds": 0.0, "cancelled": False, "t0": time.perf_counter()}
-        from napari.utils import progress
+        self._prop_progress = None
+        if self.ui.activity_progress.isChecked():
+            from napari.utils import progress
 
-        self._prop_progress = progress(total=0, desc="SAM 2 propagation")
+            self._prop_progress = progress(total=0, desc="SAM 2 propagation")
+        self._prop_shown_at = 0.0
         reader = self.frame_reader()
         gen = lambda: run_propagation(self.engine, reader, spec, lshape_full, prompts,  # noqa: E731
                                       ax, dirn, start)
@@ -229,13 +238,19 @@ class RunMixin:
 
     def _on_prop_event(self, ev: PropagationEvent) -> None:
         shown = self._shown_key()
-        for oid, m in ev.masks.items():
-            self._write(ev.key, oid, m, self._prop_step, shown)
+        self._flush([self._write(ev.key, oid, m, self._prop_step, shown, refresh=False)
+                     for oid, m in ev.masks.items()])
         self.quality.record(ev.axis_name, ev.fixed, ev.index, ev.quality)
         self.last_propagation["frames"] = ev.done
-        self.ui.progress.setMaximum(ev.total)
-        self.ui.progress.setValue(ev.done)
-        self.ui.progress.setFormat(f"%v / %m frames")
+        self.last_propagation["total"] = ev.total
+        now = time.perf_counter()
+        if ev.done >= ev.total or ev.done == 1 or now - self._prop_shown_at > 0.5:
+            # every repaint of the dock recomposes the window (costly with software OpenGL)
+            # and holds the interpreter the worker needs: at most 2 progress updates a second
+            self._prop_shown_at = now
+            self.ui.progress.setMaximum(ev.total)
+            self.ui.progress.setValue(ev.done)
+            self.ui.progress.setFormat("%v / %m frames")
         if self._prop_progress is not None:
             self._prop_progress.total = ev.total
             self._prop_progress.update(1)
@@ -243,7 +258,10 @@ class RunMixin:
     def _on_prop_done(self) -> None:
         lp = self.last_propagation
         lp["seconds"] = time.perf_counter() - lp.pop("t0", time.perf_counter())
-        lp["cancelled"] = self.ui.progress.value() < self.ui.progress.maximum()
+        lp["cancelled"] = lp["frames"] < lp.get("total", float("inf"))  # stopped early (or failed)
+        if "total" in lp:  # the final count (throttled updates may have skipped it)
+            self.ui.progress.setMaximum(lp["total"])
+            self.ui.progress.setValue(lp["frames"])
         if self._prop_progress is not None:
             self._prop_progress.close()
             self._prop_progress = None
@@ -280,14 +298,18 @@ class RunMixin:
 
     # ------------------------------------------------------------------ confidence
     def _update_confidence(self) -> None:
-        if self._session is None or not len(self.quality) or self.quality.last_seq is None:
+        def empty() -> None:
             self.ui.plot.set_series(np.zeros(0), np.zeros(0))
             self.ui.flagged_label.setText("no flagged frames")
-            return
+
+        if self._session is None or not len(self.quality) or self.quality.last_seq is None:
+            return empty()
         try:
             key = self.current_key()
         except Exception:  # noqa: BLE001 - the view follows the viewer silently
-            return
+            return None
+        if self.quality.last_seq is None:  # current_key started a new session (another image)
+            return empty()
         axis_name, fixed = self.quality.last_seq
         spec = self._session[1]
         axes = spec.stack_axes(level0(self.image_layer).shape)

@@ -133,9 +133,15 @@ class Controls:
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
+        self.activity_progress = QCheckBox("also in napari's activity panel")
+        self.activity_progress.setChecked(True)
+        self.activity_progress.setToolTip(
+            "napari's activity panel animates a spinner while a task runs; with software OpenGL "
+            "(a remote desktop, Xvfb) each redraw is slow and holds the interpreter, which can "
+            "slow propagation several-fold: uncheck it there")
         lay.addWidget(_row(QLabel("axis"), self.axis_combo, QLabel("direction"), self.direction_combo))
         lay.addWidget(_row(self.propagate_button, self.from_here_button, self.cancel_button))
-        lay.addWidget(self.auto_repropagate)
+        lay.addWidget(_row(self.auto_repropagate, self.activity_progress))
         lay.addWidget(self.progress)
         self.plot = ConfidencePlot()
         lay.addWidget(self.plot)

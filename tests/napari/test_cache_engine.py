@@ -94,3 +94,29 @@ def test_plan_jobs_errors_and_shapes():
         plan_jobs(AxisSpec("Z"), (4, 8, 8), collect_prompts(1, pts[:, 1:], [1], [True]), "T")
     with pytest.raises(ValueError, match="no prompts"):
         plan_jobs(spec, shape, {}, "Z")
+
+
+@pytest.mark.parametrize("hw", [(40, 56), (300, 410), (700, 520)])
+def test_engine_region_mask_equals_image_predictor(nano, hw):
+    """The fast click path (decoder at low resolution, the chosen mask upsampled inside its
+    box) gives the image predictor's own best mask and IoU, for 1 click (3 candidate masks),
+    several clicks, and a box."""
+    from napari_sam2._engine import SAM2Engine
+
+    eng = SAM2Engine(nano, "nano|random")
+    rgb = np.random.default_rng(hw[0]).integers(0, 255, (*hw, 3), dtype=np.uint8)
+    eng.set_frame(rgb, "f")
+    h, w = hw
+    prompts = [FramePrompt(np.array([[w * 0.4, h * 0.3]], np.float32), np.array([1], np.int32)),
+               FramePrompt(np.array([[w * 0.4, h * 0.3], [w * 0.7, h * 0.6]], np.float32), np.array([1, 0], np.int32)),
+               FramePrompt(box=np.array([w * 0.2, h * 0.2, w * 0.6, h * 0.7], np.float32))]
+    for fp in prompts:
+        region, iou = eng.predict_region(fp)
+        with torch.inference_mode():
+            masks, ious, _ = eng.image_predictor.predict(
+                point_coords=fp.points if len(fp.points) else None,
+                point_labels=fp.labels if len(fp.labels) else None, box=fp.box,
+                multimask_output=len(fp.points) == 1 and fp.box is None)
+        best = int(np.argmax(ious))
+        assert np.array_equal(region.full(), masks[best] > 0.5) and iou == pytest.approx(float(ious[best]))
+        assert region.shape == hw and eng.image_predictor._orig_hw == [hw]  # restored

@@ -13,9 +13,25 @@ from tests.napari.conftest import ARTIFACTS, demo_weights_available, wait_idle
 
 pytestmark = pytest.mark.gui
 
-# Mean J&F of the demo model on this clip (2 objects, clicks on the middle frame) measured
-# when the test was written, minus a margin for numeric drift across platforms / torch versions.
-DEMO_JF_FLOOR = 0.55
+# The floor is the demo model's own benchmark level, read from its model card
+# (``sam2_plugins/weights/sam2.1_hiera_nano_demo.pt.json``, ``trained`` -> ``J&F``: its held-out
+# synthetic VOS score), minus JF_MARGIN. The margin covers what differs here: one positive
+# click per object on the middle frame instead of the card's mask prompts, a clip of 10 small
+# frames (64 x 96), and numeric drift across platforms / torch versions. A new demo model
+# raises (or lowers) the floor with its card, without editing this test.
+JF_MARGIN = 0.15
+
+
+def demo_jf_floor() -> float:
+    """``trained`` J&F of the shipped demo model's card minus :data:`JF_MARGIN`."""
+    import json
+    from pathlib import Path
+
+    from sam2_plugins.checkpoints import demo_checkpoint_path
+
+    card = Path(str(demo_checkpoint_path()) + ".json")
+    jf = json.loads(card.read_text())["trained"]["J&F"]
+    return float(jf) - JF_MARGIN
 
 
 def _interior_point(mask: np.ndarray):
@@ -66,8 +82,9 @@ def test_two_objects_both_ways_match_ground_truth(sam2_widget, qtbot):
             if t != mid:
                 scores.append((jaccard(out[t] == oid, gt[t] == oid) + f_measure(out[t] == oid, gt[t] == oid)) / 2)
     jf = float(np.mean(scores))
-    print(f"demo model J&F on the synthetic clip: {jf:.3f}")
-    assert jf > DEMO_JF_FLOOR
+    floor = demo_jf_floor()
+    print(f"demo model J&F on the synthetic clip: {jf:.3f} (floor: card J&F - {JF_MARGIN} = {floor:.3f})")
+    assert jf > floor, f"J&F {jf:.3f} <= {floor:.3f} (the model card's J&F minus {JF_MARGIN})"
 
 
 def test_screenshot_with_propagated_mask(sam2_widget, qtbot):
@@ -93,3 +110,15 @@ def test_screenshot_with_propagated_mask(sam2_widget, qtbot):
     assert path.exists() and img.shape[0] > 500 and img.shape[1] > 900
     assert img[..., :3].std() > 10, "the screenshot is blank"
     assert w.ui.plot.n_points == len(frames)
+
+
+def test_jf_floor_follows_the_model_card(monkeypatch, tmp_path):
+    """The floor moves with the card (no hard-coded score): a card saying 0.8 gives 0.8 - margin."""
+    import json
+
+    import sam2_plugins.checkpoints as ck
+
+    fake = tmp_path / "demo.pt"
+    (tmp_path / "demo.pt.json").write_text(json.dumps({"trained": {"J&F": 0.8}}))
+    monkeypatch.setattr(ck, "demo_checkpoint_path", lambda: fake)
+    assert demo_jf_floor() == pytest.approx(0.8 - JF_MARGIN)

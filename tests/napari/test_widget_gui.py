@@ -285,3 +285,115 @@ def test_correction_click_repropagates_from_its_frame_only(sam2_widget):
     w.ui.auto_repropagate.setChecked(False)
     w.add_click((6, 2, 2))
     assert w.history.labels()[0][-1] == "click"
+
+
+def test_click_on_cached_frame_is_decoder_only_with_one_partial_redraw(sam2_widget, monkeypatch, qtbot):
+    """A click on a frame the engine holds: no frame read / windowing, no encoding, no full
+    refresh of the Labels layer (one partial redraw of the changed pixels), the layer's array
+    edited in place; and the Labels hold the engine's mask for all the clicks so far.
+
+    Shown, with the events processed between clicks as in the app: vispy builds the Labels
+    texture on the first draw, and napari refreshes fully while it does not exist yet."""
+    from sam2_plugins import build_sam2
+
+    from napari_sam2._engine import SAM2Engine
+    from napari_sam2._prompts import FramePrompt
+
+    viewer, w = sam2_widget(show=True)
+    img = np.random.default_rng(3).integers(0, 4000, (300, 410), dtype=np.uint16)
+    viewer.add_image(img, name="cells", contrast_limits=(0, 4000))
+    w.engine = SAM2Engine(build_sam2("sam2.1_hiera_nano", checkpoint=None, device="cpu"), "nano", w.cache)
+    w.add_click((150, 200))  # the first click encodes the frame
+    qtbot.wait(50)
+    layer = w._outputs["instances"]
+    data = layer.data
+    calls = {"read_frame": 0, "set_image": 0, "refresh": 0, "partial": 0}
+
+    def spy(obj, name, key):
+        fn = getattr(obj, name)
+
+        def wrapped(*a, **k):
+            calls[key] += 1
+            return fn(*a, **k)
+        monkeypatch.setattr(obj, name, wrapped)
+    spy(w, "read_frame", "read_frame")
+    spy(w.engine.image_predictor, "set_image", "set_image")
+    spy(layer, "refresh", "refresh")
+    spy(layer, "_partial_labels_refresh", "partial")
+    clicks = [((100, 120), True), ((220, 330), True), ((160, 210), False)]
+    for (y, x), pos in clicks:
+        before = layer.data.copy()
+        w.add_click((y, x), positive=pos)
+        qtbot.wait(20)
+        changed = not np.array_equal(before, layer.data)
+        assert calls["partial"] == (1 if changed else 0), "one partial redraw per click that changed pixels"
+        calls["partial"] = 0
+    assert calls["read_frame"] == calls["set_image"] == calls["refresh"] == 0
+    assert layer.data is data and w.engine.cache.misses == 1
+    pts = np.array([[200, 150]] + [[x, y] for (y, x), _ in clicks], np.float32)
+    expect, _ = w.engine.predict(FramePrompt(pts, np.array([1, 1, 1, 0], np.int32)))
+    assert np.array_equal(layer.data == 1, expect)
+
+
+def test_bad_input_threaded_and_one_dimensional(sam2_widget, qtbot, tmp_path):
+    """napari refuses 1D images itself; a 2D layer whose channel axis leaves one axis is our
+    1D case. And with threads on (the app's mode), a checkpoint that fails to load in the
+    worker still ends as a notification with the reason and a usable widget."""
+    viewer, w = sam2_widget(threaded=True)
+    viewer.add_image(np.zeros((3, 16), np.uint16), name="profile")
+    w.engine = StubEngine()
+    w.ui.channel_axis.setValue(0)
+    for action in (lambda: w.add_click((3,)), lambda: w.propagate(), lambda: w.segment_everything()):
+        w.last_message = ""
+        action()
+        assert "needs 2 non-channel axes (Y, X); the layer has 1" in w.last_message, w.last_message
+    w.ui.channel_axis.setValue(-1)
+    w.engine = None
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    w.load_model(checkpoint=str(bad))
+    assert w.worker is not None  # loading runs in a worker: the UI thread is free
+    wait_idle(qtbot, w)
+    assert "could not load" in w.last_message and w.engine is None
+    assert "no model" in w.ui.model_status.text() and w.ui.load_button.isEnabled()
+    assert any("could not load" in m for m in _messages())
+    from napari.utils.notifications import ErrorNotification, notification_manager
+
+    tracebacks = [n for n in notification_manager.records if isinstance(n, ErrorNotification)]
+    assert not tracebacks, "an error notification with a traceback was shown"
+
+
+def test_moving_the_slider_after_switching_image_is_quiet(sam2_widget):
+    """After a propagation, choosing another image and moving the slider starts a new session
+    (which clears the confidence log) and must not fail in the dims callback."""
+    viewer, w = sam2_widget()
+    viewer.add_image(np.zeros((6, 24, 24), np.uint8), name="movie")
+    w.ui.mode_combo.setCurrentText("T")
+    w.ui.axis_combo.setCurrentText("T")
+    w.engine = StubEngine()
+    w.add_click((2, 10, 10))
+    w.propagate()
+    assert len(w.quality) == 6
+    viewer.add_image(np.zeros((5, 20, 20), np.uint8), name="other")
+    w.ui.image_combo.setCurrentText("other")
+    w.ui.mode_combo.setCurrentText("T")
+    w.last_message = ""
+    viewer.dims.set_current_step(0, 3)  # raised TypeError in the callback before the fix
+    assert len(w.quality) == 0 and w.ui.flagged_label.text() == "no flagged frames"
+    assert w.last_message == "" and w.points_layer.ndim == 3
+
+
+@pytest.mark.parametrize("activity", [True, False])
+def test_propagation_progress_in_dock_and_optionally_in_activity_panel(sam2_widget, qtbot, activity):
+    viewer, w = sam2_widget(threaded=True)
+    viewer.add_image(np.zeros((8, 24, 24), np.uint8), name="movie")
+    w.ui.mode_combo.setCurrentText("T")
+    w.ui.axis_combo.setCurrentText("T")
+    w.ui.activity_progress.setChecked(activity)
+    w.engine = StubEngine(delay=0.05)
+    w.add_click((0, 12, 12))
+    w.propagate()
+    assert (w._prop_progress is not None) == activity, "napari's progress only when asked"
+    wait_idle(qtbot, w)
+    assert w._prop_progress is None and w.last_propagation["frames"] == 8
+    assert (w.ui.progress.value(), w.ui.progress.maximum()) == (8, 8), "the final count is shown"
