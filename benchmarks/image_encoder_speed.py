@@ -27,16 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-UPSTREAM_YAML = {
-    "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
-    "sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml",
-    "sam2.1_hiera_base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
-    "sam2.1_hiera_large": "configs/sam2.1/sam2.1_hiera_l.yaml",
-    "sam2_hiera_tiny": "configs/sam2/sam2_hiera_t.yaml",
-    "sam2_hiera_small": "configs/sam2/sam2_hiera_s.yaml",
-    "sam2_hiera_base_plus": "configs/sam2/sam2_hiera_b+.yaml",
-    "sam2_hiera_large": "configs/sam2/sam2_hiera_l.yaml",
-}
+from benchmarks.upstream_configs import UPSTREAM_YAML  # re-exported: image_speed imports it here
 
 
 def _upstream_encoder(name: str, device: torch.device) -> Optional[nn.Module]:

@@ -2,16 +2,20 @@
 
 ``python -m benchmarks.video_speed [--model sam2.1_hiera_tiny] [--frames 16] [--objects 3]
 [--scaling 1 3 10] [--scaling-frames 6] [--image-size 1024] [--device cpu] [--threads N]
-[--no-upstream] [--no-bf16] [--json out.json]``
+[--no-upstream] [--no-bf16] [--iou-video PATH] [--iou-frames 6] [--json out.json]``
 
 * **ours vs upstream** (same random weights: upstream's, loaded strictly into ours; the same
   JPEG folder): ``init_state`` + one click per object on frame 0 + ``propagate_in_video``,
   wall time, for upstream's default (fp32 on CPU), ours in fp32, and ours under bf16 autocast;
   ratios ours / upstream. Upstream runs as its video builder makes it (``apply_postprocessing``);
   its CUDA-only hole filling is off on both sides.
-* **bf16 vs fp32 masks**: mean IoU of our bf16 masks against our fp32 masks on the same run.
-* **per stage**: image encoder, memory attention, mask decoder, memory encoder (ours).
-* **scaling**: ours with 1 / 3 / 10 objects (time per frame, and the ratio to 1 object).
+* **bf16 vs fp32 masks**: mean IoU of our bf16 masks against our fp32 masks on the same run,
+  and (``--iou-video``, default the shared sample ``videos/bedroom.mp4`` when present) on a
+  real video: ``--iou-frames`` frames, 3 clicks on frame 0.
+* **per stage**: image encoder, memory attention, mask decoder, memory encoder (ours, from the
+  tracker's timers; upstream, from forward hooks on the same four modules).
+* **scaling**: ours with 1 / 3 / 10 objects (time per frame, and the ratio to 1 object), with
+  ``dtype="auto"`` (bf16 on CUDA and on CPUs with native bf16 dot products, else fp32).
 * on CUDA, FPS = tracked frames per second of ``propagate_in_video`` (after a warm-up).
 
 The whole thing is heavy on a CPU (tiny at 1024² takes seconds per frame): ``--frames 4
@@ -91,6 +95,63 @@ def session(pred: Any, video: str, objects: int, dev: torch.device, ctx: Callabl
             "cpu_s": time.process_time() - c0, "frames": n, "propagate_fps": n / (t3 - t2)}, masks
 
 
+def stage_hooks(model: torch.nn.Module, stats: Dict[str, float], dev: torch.device) -> List[Any]:
+    """Accumulate wall time per stage (upstream's modules) into ``stats``; returns the handles."""
+    names = {"image_encoder": "image_encoder", "memory_attention": "memory_attention",
+             "sam_mask_decoder": "mask_decoder", "memory_encoder": "memory_encoder"}
+    handles, start = [], {}
+    for attr, key in names.items():
+        mod = getattr(model, attr, None)
+        if mod is None:
+            continue
+
+        def pre(m: Any, a: Any, key: str = key) -> None:
+            _sync(dev)
+            start[key] = time.perf_counter()
+
+        def post(m: Any, a: Any, o: Any, key: str = key) -> None:
+            _sync(dev)
+            stats[key] = stats.get(key, 0.0) + time.perf_counter() - start[key]
+
+        handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
+    return handles
+
+
+def sample_video_iou(net: Any, video: str, frames: int, dev: torch.device) -> Dict[str, Any]:
+    """Mean IoU of our bf16 masks vs our fp32 masks on the first ``frames`` frames of a real
+    video (3 clicks on frame 0, at a quarter, half and three quarters of the width)."""
+    from sam2_plugins.io import open_frames
+    from sam2_plugins.predictors.video import SAM2VideoPredictor
+
+    src = open_frames(video)
+    arr = np.stack([np.asarray(src[i]) for i in range(frames)])
+    h, w = arr.shape[1:3]
+    pts = [(k + 1, [[w * (k + 1) / 4.0, h / 2.0]]) for k in range(3)]
+    out: Dict[str, Any] = {"video": os.path.basename(video), "frames": frames, "objects": 3}
+    runs = {}
+    for name, dtype in (("fp32", None), ("bf16", "bf16")):
+        pred = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0, dtype=dtype)
+        masks: Dict[int, torch.Tensor] = {}
+        with torch.inference_mode():
+            s = pred.init_state(arr)
+            for oid, p in pts:
+                pred.add_new_points_or_box(s, 0, oid, points=p, labels=[1])
+            for f, _, m in pred.propagate_in_video(s):
+                masks[f] = (m > 0).cpu()
+        runs[name] = masks
+    out["iou_bf16_vs_fp32"] = mean_iou(runs["fp32"], runs["bf16"])
+    out["fg_fraction_fp32"] = float(np.mean([m.float().mean().item() for m in runs["fp32"].values()]))
+    return out
+
+
+def default_iou_video() -> Optional[str]:
+    """The shared sample video (``../shared/data/videos/bedroom.mp4`` from the repo root)."""
+    for root in (os.environ.get("SAM2_PLUGINS_DATA"), os.path.join("..", "shared", "data")):
+        if root and os.path.isfile(os.path.join(root, "videos", "bedroom.mp4")):
+            return os.path.join(root, "videos", "bedroom.mp4")
+    return None
+
+
 def mean_iou(a: Dict[int, torch.Tensor], b: Dict[int, torch.Tensor]) -> float:
     ious = []
     for f in a:
@@ -126,7 +187,8 @@ def build(name: str, image_size: int, dev: torch.device, upstream: bool) -> Tupl
 def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
         scaling: Sequence[int] = (1, 3, 10), scaling_frames: int = 6, image_size: int = 1024,
         device: str = "cpu", threads: Optional[int] = None, upstream: bool = True,
-        bf16: bool = True) -> Dict[str, Any]:
+        bf16: bool = True, iou_video: Optional[str] = None, iou_frames: int = 6) -> Dict[str, Any]:
+    from sam2_plugins.modeling.attention_cpu import cpu_has_fast_bf16
     from sam2_plugins.predictors.video import SAM2VideoPredictor
 
     if threads:
@@ -135,7 +197,8 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
     ref, net = build(model, image_size, dev, upstream)
     res: Dict[str, Any] = {"model": model, "image_size": image_size, "device": str(dev),
                            "frames": frames, "objects": objects, "torch": torch.__version__,
-                           "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()}
+                           "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+                           "cpu_native_bf16": cpu_has_fast_bf16()}
     null = lambda: torch.autocast(dev.type, enabled=False)  # noqa: E731
     bf = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
@@ -149,7 +212,12 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
             session(ours32, vid, 1, dev, null)
         if ref is not None:
             ref.fill_hole_area = 0
+            up_stats: Dict[str, float] = {}
+            handles = stage_hooks(ref, up_stats, dev)
             res["upstream_fp32"], _ = session(ref, vid, objects, dev, null)
+            res["upstream_fp32_stages_s"] = dict(up_stats)
+            for hd in handles:
+                hd.remove()
             if bf16 and dev.type == "cuda":
                 res["upstream_bf16"], _ = session(ref, vid, objects, dev, bf)
         ours32.tracker.timed, ours32.tracker.stats = True, {}
@@ -174,7 +242,10 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
         for i in range(scaling_frames):
             os.link(os.path.join(d, f"{i:05d}.jpg"), os.path.join(scale_vid, f"{i:05d}.jpg"))
         fast = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0,
-                                  dtype="bf16" if (bf16 and dev.type == "cuda") else None)
+                                  dtype="auto" if bf16 else None)
+        res["scaling_dtype"] = ("bf16" if bf16 and (dev.type == "cuda" or cpu_has_fast_bf16())
+                                else "fp32")
+        res["scaling_frames"] = scaling_frames
         res["scaling"] = {}
         for k in scaling:
             t, _ = session(fast, scale_vid, k, dev, null)
@@ -183,6 +254,8 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
         base = res["scaling"][scaling[0]]["propagate_s_per_frame"]
         for k in scaling:
             res["scaling"][k]["ratio_to_first"] = res["scaling"][k]["propagate_s_per_frame"] / base
+    if bf16 and iou_video:
+        res["sample_video"] = sample_video_iou(net, iou_video, iou_frames, dev)
     return res
 
 
@@ -198,9 +271,15 @@ def print_report(r: Dict[str, Any]) -> None:
                 "ratio_bf16_vs_upstream_default_cpu_time", "iou_bf16_vs_fp32"):
         if key in r:
             print(f"  {key}: {r[key]:.3f}")
-    for key in ("ours_fp32_stages_s", "ours_bf16_stages_s"):
+    for key in ("upstream_fp32_stages_s", "ours_fp32_stages_s", "ours_bf16_stages_s"):
         if key in r:
             print(f"  {key}: " + ", ".join(f"{k} {v:.2f}" for k, v in r[key].items()))
+    if "sample_video" in r:
+        sv = r["sample_video"]
+        print(f"  {sv['video']} ({sv['frames']} frames, {sv['objects']} objects): IoU bf16 vs fp32 "
+              f"{sv['iou_bf16_vs_fp32']:.4f}")
+    if "scaling" in r:
+        print(f"  scaling ({r.get('scaling_dtype')}, {r.get('scaling_frames')} frames):")
     for k, v in r.get("scaling", {}).items():
         print(f"  {k:>3} objects: {v['propagate_s_per_frame'] * 1000:8.1f} ms/frame ({v['fps']:.1f} fps), "
               f"x{v['ratio_to_first']:.2f}")
@@ -218,12 +297,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-upstream", action="store_true")
     ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--iou-video", default="default",
+                    help="real video for the bf16-vs-fp32 IoU ('default': the shared sample, 'none': skip)")
+    ap.add_argument("--iou-frames", type=int, default=6)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if not a.scaling:
         a.scaling = [1]
+    iou_video = default_iou_video() if a.iou_video == "default" else (
+        None if a.iou_video.lower() == "none" else a.iou_video)
     r = run(a.model, a.frames, a.objects, a.scaling, a.scaling_frames, a.image_size, a.device,
-            a.threads, not a.no_upstream, not a.no_bf16)
+            a.threads, not a.no_upstream, not a.no_bf16, iou_video, a.iou_frames)
     print_report(r)
     if a.json:
         with open(a.json, "w") as f:

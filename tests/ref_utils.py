@@ -11,22 +11,14 @@ import os
 import sys
 import types
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 import torch
 
-# Our names -> upstream yaml (package-relative, as upstream's hydra needs).
-UPSTREAM_YAML: Dict[str, str] = {
-    "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
-    "sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml",
-    "sam2.1_hiera_base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
-    "sam2.1_hiera_large": "configs/sam2.1/sam2.1_hiera_l.yaml",
-    "sam2_hiera_tiny": "configs/sam2/sam2_hiera_t.yaml",
-    "sam2_hiera_small": "configs/sam2/sam2_hiera_s.yaml",
-    "sam2_hiera_base_plus": "configs/sam2/sam2_hiera_b+.yaml",
-    "sam2_hiera_large": "configs/sam2/sam2_hiera_l.yaml",
-}
+# Our names -> upstream yaml (package-relative, as upstream's hydra needs): one table, shared
+# with the benchmarks.
+from benchmarks.upstream_configs import UPSTREAM_YAML
 
 
 def require_reference() -> None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..configs import HieraConfig
+from .attention_cpu import blocked_attention, use_blocked_attention
 from .common import MLP, DropPath, fused_linear
 
 __all__ = ["Hiera", "MultiScaleBlock", "MultiScaleAttention", "PatchEmbed",
@@ -133,7 +134,12 @@ class MultiScaleAttention(nn.Module):
             q = _max_pool_nhwc(q, self.q_stride)
             h, w = q.shape[1], q.shape[2]
             q = q.reshape(b, h * w, nh, -1).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW', hd)
+        if use_blocked_attention(q) and q.shape[-2] >= 1024:
+            # bf16 inference on the CPU: torch's SDPA kernel gains nothing from bf16 there,
+            # plain bf16 matmuls do (the global-attention blocks, 4096 tokens at 1024²)
+            out = blocked_attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW', hd)
         out = out.transpose(1, 2).reshape(b, h, w, -1)
         return fused_linear(out, self.proj, residual=residual)
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Sequence, Union
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .common import _use_onednn, linear_fused
 from .rope import RoPEAttention
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,10 +93,26 @@ class MemoryAttentionLayer(nn.Module):
         ``query_pos`` ``(B, N, d_model)``; the last ``num_k_exclude_rope`` memory tokens are
         object pointers (no RoPE); ``memory_mask`` ``(B, M)`` bool marks the memory tokens each
         row may read (``None``: all). Returns ``(B, N, d_model)``."""
+        tgt = self.self_attention_block(tgt, query_pos)
+        return self.cross_attention_block(tgt, memory, pos, query_pos, num_k_exclude_rope,
+                                          memory_mask)
+
+    def self_attention_block(self, tgt: Tensor, query_pos: Optional[Tensor] = None) -> Tensor:
+        """``tgt + SA(norm1 tgt)``: ``(B, N, d_model) -> (B, N, d_model)``."""
         x = self.norm1(tgt)
         qk = x + query_pos if (self.pos_enc_at_attn and query_pos is not None) else x
-        tgt = tgt + self.dropout1(self.self_attn(qk, qk, x))
+        return tgt + self.dropout1(self.self_attn(qk, qk, x))
 
+    def cross_attention_block(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        pos: Optional[Tensor] = None,
+        query_pos: Optional[Tensor] = None,
+        num_k_exclude_rope: int = 0,
+        memory_mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Cross-attention to the memories then the feed-forward (shapes as :meth:`forward`)."""
         x = self.norm2(tgt)
         q = x + query_pos if (self.pos_enc_at_cross_attn_queries and query_pos is not None) else x
         k = memory + pos if (self.pos_enc_at_cross_attn_keys and pos is not None) else memory
@@ -103,6 +121,12 @@ class MemoryAttentionLayer(nn.Module):
                                   key_mask=memory_mask))
 
         x = self.norm3(tgt)
+        if not self.training and _use_onednn(x, self.linear1.weight, self.linear1.bias, None):
+            # float32 CPU inference: bias + ReLU and bias + residual fused into the GEMMs
+            # (the same sums; saves three passes over a (B, N, 2048) tensor).
+            h = torch.ops.mkldnn._linear_pointwise(x, self.linear1.weight, self.linear1.bias,
+                                                   "relu", [], "")
+            return linear_fused(h, self.linear2.weight, self.linear2.bias, residual=tgt)
         x = self.linear2(self.dropout(F.relu(self.linear1(x))))
         return tgt + self.dropout3(x)
 
@@ -185,14 +209,31 @@ class MemoryAttention(nn.Module):
             raise ValueError(
                 f"batch of current features ({curr.shape[1]}) and memory ({memory.shape[1]}) "
                 "must match")
+        # Objects of one frame share the frame's features: the tracker passes them broadcast
+        # (batch stride 0). Then the first self-attention, which sees only those features,
+        # is computed once for all rows (outside training, where dropout would differ).
+        b = curr.shape[1]
+        shared = (b > 1 and curr.stride(1) == 0 and not self.training
+                  and (curr_pos is None or curr_pos.stride(1) == 0))
+        if shared:
+            curr = curr[:, :1]
+            curr_pos = None if curr_pos is None else curr_pos[:, :1]
         out = curr
         if self.pos_enc_at_input and curr_pos is not None:
             out = out + self.pos_enc_at_input_scale * curr_pos
-        out = out.transpose(0, 1)
-        qpos = curr_pos.transpose(0, 1) if curr_pos is not None else None
-        mem = memory.transpose(0, 1)
-        mpos = memory_pos.transpose(0, 1) if memory_pos is not None else None
-        for layer in self.layers:
-            out = layer(out, mem, pos=mpos, query_pos=qpos, num_k_exclude_rope=num_obj_ptr_tokens,
-                        memory_mask=memory_mask)
+        # Batch-first and contiguous: sequence-first (N, B, C) with B > 1 is a strided view,
+        # and every projection and norm on it would run on strided memory.
+        out = out.transpose(0, 1).contiguous()
+        qpos = curr_pos.transpose(0, 1).contiguous() if curr_pos is not None else None
+        mem = memory.transpose(0, 1).contiguous()
+        mpos = memory_pos.transpose(0, 1).contiguous() if memory_pos is not None else None
+        for i, layer in enumerate(self.layers):
+            if i == 0 and shared:
+                out = layer.self_attention_block(out, qpos).expand(b, -1, -1)
+                qpos = None if qpos is None else qpos.expand(b, -1, -1)
+                out = layer.cross_attention_block(out, mem, mpos, qpos, num_obj_ptr_tokens,
+                                                  memory_mask)
+            else:
+                out = layer(out, mem, pos=mpos, query_pos=qpos,
+                            num_k_exclude_rope=num_obj_ptr_tokens, memory_mask=memory_mask)
         return self.norm(out).transpose(0, 1)

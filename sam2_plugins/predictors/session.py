@@ -25,7 +25,6 @@ is therefore independent of the stream's length (see ``benchmarks/video_memory.p
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -36,7 +35,7 @@ from sam2_plugins.predictors.memory import FrameFeed, MemoryBank
 from sam2_plugins.predictors.quality import FrameQuality, QualityTracker
 from sam2_plugins.predictors.state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs,
                                            parse_point_prompt, prepare_mask_prompt)
-from sam2_plugins.predictors.tracker import Tracker
+from sam2_plugins.predictors.tracker import Tracker, tracking_autocast
 from sam2_plugins.predictors.video_outputs import apply_non_overlap, binarize, to_video_res
 
 __all__ = ["VideoSession", "FrameResult"]
@@ -88,7 +87,9 @@ class VideoSession:
         non_overlap_masks: returned masks keep only the top object per pixel.
         apply_postprocessing: binarise prompted masks before memory encoding (upstream's video
             builder); None leaves the model as it is.
-        dtype: autocast dtype (``torch.bfloat16`` / ``"bf16"``) or None for fp32.
+        dtype: None for fp32, ``torch.bfloat16`` / ``"bf16"`` for bf16 autocast, or ``"auto"``
+            (bf16 on CUDA and on CPUs with native bf16 dot products; see
+            :func:`~sam2_plugins.predictors.tracker.tracking_autocast`).
         quality_window: frames of quality records kept (older ones are dropped).
     """
 
@@ -129,10 +130,7 @@ class VideoSession:
         return list(self.objects)
 
     def _ctx(self) -> ContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        from sam2_plugins.device import autocast_context
-        return autocast_context(self.device, self.dtype)
+        return tracking_autocast(self.device, self.dtype)
 
     def _features(self) -> Any:
         assert self._feed is not None

@@ -18,7 +18,8 @@ bf16, the case where upstream crashes on CPU.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+import contextlib
+from typing import Any, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -27,10 +28,31 @@ import torch.nn.functional as F
 from sam2_plugins.predictors.memory import FrameFeatures, MemoryBank
 from sam2_plugins.predictors.state import FrameOutput, PointInputs
 
-__all__ = ["Tracker", "get_1d_sine_pe", "MEMORY_DTYPE"]
+__all__ = ["Tracker", "get_1d_sine_pe", "MEMORY_DTYPE", "tracking_autocast"]
 
 MEMORY_DTYPE = torch.bfloat16
 """Stored spatial memories are bf16, as upstream stores them (needed for parity)."""
+
+
+def tracking_autocast(device: torch.device, dtype: Any) -> ContextManager:
+    """The autocast context the video predictor and the session run their steps in.
+
+    ``dtype``: None / ``"fp32"`` (off: float32, upstream's numerics), ``"bf16"`` /
+    ``torch.bfloat16`` (bf16 autocast), or ``"auto"``: bf16 on CUDA GPUs that support it and on
+    CPUs with native bf16 dot products (AVX512-BF16 / AMX, where the memory attention runs
+    ~2x faster in bf16, see :mod:`sam2_plugins.modeling.attention_cpu`), float32 elsewhere.
+    """
+    if dtype is None:
+        return contextlib.nullcontext()
+    if isinstance(dtype, str) and dtype.lower() == "auto" and torch.device(device).type == "cpu":
+        from sam2_plugins.modeling.attention_cpu import cpu_has_fast_bf16
+
+        dtype = "bf16" if cpu_has_fast_bf16() else None
+        if dtype is None:
+            return contextlib.nullcontext()
+    from sam2_plugins.device import autocast_context
+
+    return autocast_context(device, dtype)
 
 
 def get_1d_sine_pe(pos: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:

@@ -18,7 +18,6 @@ rows in the order objects were first prompted.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import weakref
@@ -31,7 +30,7 @@ from sam2_plugins.predictors.memory import FrameFeatures, FrameFeed, MemoryBank
 from sam2_plugins.predictors.quality import QualityTracker
 from sam2_plugins.predictors.state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, VideoState,
                                            parse_point_prompt, prepare_mask_prompt)
-from sam2_plugins.predictors.tracker import Tracker
+from sam2_plugins.predictors.tracker import Tracker, tracking_autocast
 from sam2_plugins.predictors.video_outputs import to_video_res
 
 __all__ = ["SAM2VideoPredictor"]
@@ -57,7 +56,9 @@ class SAM2VideoPredictor:
         bounded_memory: drop spatial memories no later frame of the pass can read (they are
             recomputed on demand), so memory does not grow by ~0.5 MiB per object and frame.
         feature_cache_size: frames whose image features are kept (LRU).
-        dtype: autocast dtype (``torch.bfloat16`` or ``"bf16"``) or None for fp32.
+        dtype: None for fp32 (upstream's numerics), ``torch.bfloat16`` / ``"bf16"`` for bf16
+            autocast, or ``"auto"``: bf16 on CUDA and on CPUs with native bf16 dot products
+            (about twice as fast there; see :func:`~sam2_plugins.predictors.tracker.tracking_autocast`).
     """
 
     def __init__(self, model: torch.nn.Module, fill_hole_area: Optional[int] = None,
@@ -93,10 +94,7 @@ class SAM2VideoPredictor:
         return int(self.model.image_size)
 
     def _ctx(self) -> ContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        from sam2_plugins.device import autocast_context
-        return autocast_context(self.device, self.dtype)
+        return tracking_autocast(self.device, self.dtype)
 
     def _features(self, state: VideoState, idx: int) -> FrameFeatures:
         return state.frames.features(idx, self.tracker.encode_image)
