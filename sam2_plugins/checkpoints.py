@@ -170,7 +170,9 @@ def download(
 
     The data goes to ``dest.part`` and is renamed only once complete and verified, so ``dest``
     never holds a partial file. An interrupted ``.part`` is resumed with an HTTP Range request; if
-    the result fails verification it is deleted and fetched again from scratch.
+    the result fails verification it is deleted and fetched again from scratch. Processes that
+    ask for the same ``dest`` at once take turns (a lock file next to it); a ``dest`` that is
+    already there is kept when it matches ``sha256`` (or appeared while waiting), else fetched again.
 
     Raises:
         CheckpointError: when every mirror fails or the file never verifies.
@@ -181,8 +183,9 @@ def download(
     # Several processes may ask for the same file at once (parallel workers): they take turns,
     # and whoever waited finds the finished file instead of writing into the same ``.part``.
     with _file_lock(dest.with_name(dest.name + ".lock")):
-        if not existed and dest.is_file():
-            return dest
+        if dest.is_file() and (not existed or (sha256 is not None
+                                               and _sha256(dest).lower() == sha256.lower())):
+            return dest  # finished while we waited, or already there and verified
         return _download_locked(url, dest, sha256, size, progress, retries, timeout)
 
 
@@ -314,7 +317,7 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Delete it and download it again.") from exc
     except Exception as exc:  # the weights-only unpickler raises e.g. IndexError on junk bytes
         raise CheckpointError(
-            f"{path} is not a checkpoint torch can read ({nbytes} bytes; "
+            f"{path} is not a checkpoint torch can read: corrupt or another format ({nbytes} bytes; "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Expected an "
             "official SAM 2 '.pt' file ({'model': state_dict}), a state dict or a safetensors file.") from exc
     return _unwrap(obj, path)
