@@ -39,8 +39,11 @@ class FrameSource:
 
     # ---- to implement -------------------------------------------------------------------
     def _read(self, idx: int) -> Any:
-        """Return frame ``idx`` (0-based, already range-checked where the length is known)."""
-        raise NotImplementedError
+        """Return frame ``idx`` (0-based, already range-checked where the length is known).
+
+        The one method every concrete source (array, folder, mp4, TIFF, ...) defines.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define _read(idx)")
 
     # ---- public API ---------------------------------------------------------------------
     def get(self, idx: int) -> np.ndarray:
@@ -70,7 +73,8 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.num_frames is None:
-            raise NotImplementedError  # streams override __iter__
+            # sources of unknown length (streams) define their own __iter__
+            raise NotImplementedError(f"{type(self).__name__} has no length and defines no __iter__")
         for i in range(self.num_frames):
             yield self.get(i)
 
