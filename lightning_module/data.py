@@ -102,13 +102,19 @@ class BatchedClips(Dataset):
             their source with ``first_weights`` instead of ``weights``. Only meaningful when
             the loader reads indices in order (no shuffling; the batches stay random because
             each index seeds its own generator).
+        sequential: evaluation order instead: batch ``i`` holds clips ``i * batch_size`` ..
+            of the sources laid end to end, each clip once, no random draw (so a validation
+            score covers every held-out clip exactly once and does not depend on ``seed``);
+            the length is ``min(num_batches, ceil(clips / batch_size))``. Clips without an
+            object on frame 0 are left out of their batch.
     """
 
     def __init__(self, sources: Sequence[Dataset], num_batches: int, batch_size: int,
                  image_size: int, max_objects: int = 3, augment: Optional[AugmentConfig] = None,
                  weights: Optional[Sequence[float]] = None, seed: int = 0,
                  max_retries: int = 10, first_batches: int = 0,
-                 first_weights: Optional[Sequence[float]] = None) -> None:
+                 first_weights: Optional[Sequence[float]] = None,
+                 sequential: bool = False) -> None:
         if not sources:
             raise ValueError("no data source given")
         for s in sources:
@@ -133,11 +139,40 @@ class BatchedClips(Dataset):
         self.num_batches, self.batch_size = num_batches, batch_size
         self.image_size, self.max_objects = image_size, max_objects
         self.augment, self.seed, self.max_retries = augment, seed, max_retries
+        self.sequential = bool(sequential)
+        if self.sequential:
+            self.total_clips = int(sum(len(s) for s in self.sources))  # type: ignore[arg-type]
+            self.num_batches = min(num_batches, -(-self.total_clips // batch_size))
 
     def __len__(self) -> int:
         return self.num_batches
 
+    def _sequential_batch(self, i: int) -> ClipBatch:
+        if not 0 <= i < self.num_batches:
+            raise IndexError(f"batch {i} outside 0..{self.num_batches - 1}")
+        gen = torch.Generator().manual_seed(self.seed)  # unused without augmentation
+        clips: List[PreparedClip] = []
+        skipped = []
+        for j in range(i * self.batch_size, min((i + 1) * self.batch_size, self.total_clips)):
+            k = j
+            for src in self.sources:
+                if k < len(src):  # type: ignore[arg-type]
+                    break
+                k -= len(src)  # type: ignore[arg-type]
+            raw = src[k]  # type: ignore[index]
+            c = prepare_clip(raw, self.image_size, self.max_objects, self.augment, gen)
+            if c is None:
+                skipped.append(raw.name)
+            else:
+                clips.append(c)
+        if not clips:
+            raise ValueError(f"batch {i}: none of its clips has an object on its first frame "
+                             f"({skipped[:3]})")
+        return collate_clips(clips)
+
     def __getitem__(self, i: int) -> ClipBatch:
+        if self.sequential:
+            return self._sequential_batch(int(i))
         rng = np.random.default_rng([self.seed, int(i)])
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 62)))
         p = self.first_p if int(i) < self.first_batches else self.p

@@ -51,7 +51,8 @@ class SAM2DataModule(pl.LightningDataModule):
             a ``weight`` (sampling weight, default: the source's length).
         image_size: model input side (256 for nano, 1024 for the official sizes).
         batch_size: clips per training batch (per process).
-        train_batches / val_batches: batches per epoch (all processes together).
+        train_batches / val_batches: batches per epoch (all processes together); validation
+            reads its clips in order, each once, so it has at most ``val_batches`` batches.
         max_objects: objects per clip (3 as upstream).
         augment: apply SAM 2's augmentation to training clips.
         augment_config: overrides of :class:`~lightning_module.augment.AugmentConfig` fields.
@@ -84,7 +85,8 @@ class SAM2DataModule(pl.LightningDataModule):
 
     def _batched(self, specs: List[Dict[str, Any]], num_batches: int, batch_size: int,
                  augment: Optional[AugmentConfig], seed: int,
-                 curriculum: Optional[Dict[str, Any]] = None) -> BatchedClips:
+                 curriculum: Optional[Dict[str, Any]] = None,
+                 sequential: bool = False) -> BatchedClips:
         sources = [build_source(s) for s in specs]
         weights = None
         if any("weight" in s for s in specs):
@@ -93,7 +95,7 @@ class SAM2DataModule(pl.LightningDataModule):
         return BatchedClips(sources, num_batches, batch_size, self.hparams.image_size,
                             self.hparams.max_objects, augment, weights, seed,
                             first_batches=int(cur.get("batches", 0)),
-                            first_weights=cur.get("weights"))
+                            first_weights=cur.get("weights"), sequential=sequential)
 
     def setup(self, stage: Optional[str] = None) -> None:
         hp = self.hparams
@@ -102,7 +104,7 @@ class SAM2DataModule(pl.LightningDataModule):
                                            self.augment_cfg, hp.seed, self.curriculum)
         if stage in (None, "fit", "validate") and self.val_set is None and self.val_specs:
             self.val_set = self._batched(self.val_specs, hp.val_batches, hp.val_batch_size,
-                                         None, hp.seed + 1)
+                                         None, hp.seed + 1, sequential=True)
 
     def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
         w = self.hparams.num_workers

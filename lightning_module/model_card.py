@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Union
 
 __all__ = ["render_model_card", "main"]
 
@@ -19,14 +19,41 @@ def _fmt(d: Dict[str, Any], k: str) -> str:
     return "n/a" if v is None else f"{float(v):.3f}"
 
 
+def _stages(s: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The run and the runs it started from (``--init``), oldest first."""
+    chain = [s]
+    while isinstance(chain[-1].get("init_summary"), dict):
+        chain.append(chain[-1]["init_summary"])
+    return chain[::-1]
+
+
+def _stage_lines(stages: List[Dict[str, Any]]) -> List[str]:
+    if len(stages) < 2:
+        return []
+    out = []
+    for i, st in enumerate(stages, 1):
+        a, t = st.get("args", {}), st.get("trained", {})
+        what = (f"click/box-prompted images for the first {a['image_first_steps']} steps, then "
+                "clips and images" if a.get("image_first_steps") else "clips and images")
+        out.append(f"  - stage {i}: {st.get('steps')} steps, {float(st.get('train_seconds', 0)) / 60:.1f} "
+                   f"min, {what} (image weight {a.get('image_weight')}), clips of "
+                   f"{a.get('num_frames')} frames, batch {a.get('batch_size')}, lr {a.get('lr')}; "
+                   f"after it: J&F {_fmt(t, 'J&F')}, 1-click mIoU {_fmt(t, 'mIoU_1click')}")
+    return out
+
+
 def render_model_card(summary: Union[Dict[str, Any], str, Path]) -> str:
     """Markdown for the shipped demo checkpoint, from ``train_demo``'s JSON summary."""
     if not isinstance(summary, dict):
         summary = json.loads(Path(summary).read_text())
     s = summary
     a = s.get("args", {})
-    base, trained = s.get("baseline", {}), s.get("trained", {})
-    minutes = float(s.get("train_seconds", 0.0)) / 60.0
+    stages = _stages(s)
+    # the untrained model's scores come from the first stage (later stages start from a
+    # trained checkpoint, so their own "baseline" is that checkpoint)
+    base, trained = stages[0].get("baseline", {}), s.get("trained", {})
+    minutes = sum(float(st.get("train_seconds", 0.0)) for st in stages) / 60.0
+    steps = sum(int(st.get("steps", 0)) for st in stages)
     lines = [
         "# Model card: `sam2.1_hiera_nano_demo.pt`",
         "",
@@ -59,8 +86,10 @@ def render_model_card(summary: Union[Dict[str, Any], str, Path]) -> str:
         f"- AdamW lr {a.get('lr')}, weight decay {a.get('weight_decay')}, warm-up "
         f"{a.get('warmup_steps')} steps then cosine to 1/10 over the run, gradient clip 1.0, "
         f"batch {a.get('batch_size')} clips (≤ 3 objects each), precision {s.get('precision')}.",
-        f"- {s.get('steps')} steps in {minutes:.1f} min on {s.get('device')} "
-        f"(torch {s.get('torch')}).",
+        f"- {steps} steps in {minutes:.1f} min on {s.get('device')} "
+        f"(torch {s.get('torch')})" + (f", in {len(stages)} stages (below)." if len(stages) > 1
+                                        else "."),
+        *_stage_lines(stages),
         "",
         "## Evaluation (held-out synthetic videos, seeds ≥ 9·10⁸, never trained on)",
         f"{a.get('val_clips', '?')} clips of 8 frames at 192×256 (1-3 objects, 1 distractor), "
@@ -77,7 +106,7 @@ def render_model_card(summary: Union[Dict[str, Any], str, Path]) -> str:
         "",
         "## Reproduce",
         "```",
-        s.get("command", "python -m lightning_module.train_demo"),
+        *[st.get("command", "python -m lightning_module.train_demo") for st in stages],
         "```",
         "With `--max-minutes` the run is time-boxed, so the number of steps (and the scores) "
         "depend on the machine's speed and load; precision and data-loader timing change "

@@ -49,6 +49,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--corrections", type=int, default=3,
                    help="corrective clicks per corrected frame (upstream 7)")
+    p.add_argument("--iou-weight", type=float, default=1.0,
+                   help="weight of the IoU-prediction L1 term (upstream 1); the IoU head picks "
+                        "which of the 3 masks a single click returns")
     p.add_argument("--attention-dropout", type=float, default=0.1,
                    help="memory-attention dropout (upstream 0.1); 0 makes steps faster "
                         "(SDPA can use its fused kernel)")
@@ -56,6 +59,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--val-clips", type=int, default=32)
     p.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: end)")
     p.add_argument("--init", default=None, help="start from this checkpoint instead of random")
+    p.add_argument("--eval-only", action="store_true",
+                   help="only score --init (or the untrained model) on the held-out clips and "
+                        "print the scores as JSON; nothing is trained or written")
+    p.add_argument("--train-only", default="",
+                   help="comma-separated parameter-name prefixes: train only these, freeze the "
+                        "rest (e.g. 'sam_mask_decoder.iou_prediction_head': a stage that only "
+                        "teaches the IoU head to rank the masks, which leaves every mask as is)")
+    p.add_argument("--freeze", default="",
+                   help="comma-separated parameter-name prefixes not to train (e.g. "
+                        "'image_encoder,sam_prompt_encoder,sam_mask_decoder': a tracking stage "
+                        "that trains only the memory path and keeps what the image stages "
+                        "learned)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25)
     return p.parse_args(argv)
@@ -86,6 +101,32 @@ def demo_datamodule(args: argparse.Namespace, image_size: int):
                                       if getattr(args, "image_first_steps", 0) else None))
 
 
+def freeze_prefixes(model: "torch.nn.Module", prefixes: List[str]) -> int:
+    """Turn off gradients of the parameters whose names start with one of ``prefixes``;
+    returns how many were frozen. A prefix that matches nothing is an error (a typo would
+    otherwise silently train everything)."""
+    count = 0
+    for pre in (p.strip() for p in prefixes):
+        hits = [p for n, p in model.named_parameters() if n.startswith(pre)]
+        if not hits:
+            top = sorted({n.split(".", 1)[0] for n, _ in model.named_parameters()})
+            raise ValueError(f"--freeze: no parameter name starts with {pre!r}; "
+                             f"top-level modules: {top}")
+        for p in hits:
+            p.requires_grad_(False)
+        count += len(hits)
+    return count
+
+
+def _complement(model: "torch.nn.Module", keep: List[str]) -> List[str]:
+    """Full names of the parameters that start with none of ``keep`` (each prefix must match)."""
+    names = [n for n, _ in model.named_parameters()]
+    for pre in keep:
+        if not any(n.startswith(pre) for n in names):
+            raise ValueError(f"--train-only: no parameter name starts with {pre!r}")
+    return [n for n in names if not any(n.startswith(pre) for pre in keep)]
+
+
 def _scores(res: List[Dict[str, float]]) -> Dict[str, float]:
     r = res[0] if res else {}
     return {k: float(r[f"val/{k}"]) for k in ("J&F", "J", "F", "mIoU_1click", "loss")
@@ -112,7 +153,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                            attention_dropout=args.attention_dropout, lr=args.lr,
                            vision_lr=args.lr, weight_decay=args.weight_decay, layer_decay=1.0,
                            warmup_steps=0, min_lr_ratio=1.0,
-                           prompts={"num_correction_clicks": args.corrections})
+                           prompts={"num_correction_clicks": args.corrections},
+                           loss_weights={"iou": args.iou_weight})
+    frozen = freeze_prefixes(module.model, [f for f in args.freeze.split(",") if f.strip()])
+    keep = [f.strip() for f in args.train_only.split(",") if f.strip()]
+    if keep:
+        frozen += freeze_prefixes(module.model, _complement(module.model, keep))
+    if frozen:
+        print(f"frozen: {frozen} parameters ({args.freeze or 'all but ' + args.train_only})",
+              flush=True)
     image_size = module.model.image_size
     dm = demo_datamodule(args, image_size)
 
@@ -147,6 +196,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 print(f"step {step:6d}  loss {loss:9.4f}  {time.time() - self.t0:7.1f}s",
                       flush=True)
 
+        def on_validation_end(self, trainer, pl_module) -> None:
+            # periodic validation (--val-every): print the scores so a long run can be watched
+            if trainer.sanity_checking or trainer.state.fn != "fit":
+                return
+            m = {k.split("/", 1)[1]: round(float(v), 4) for k, v in trainer.callback_metrics.items()
+                 if k.startswith("val/")}
+            print(f"step {trainer.global_step:6d}  val {m}  {time.time() - self.t0:7.1f}s", flush=True)
+
     devices: Any = int(args.devices) if str(args.devices).isdigit() else args.devices
     # inference_mode=False: validation under no_grad only, so nothing cached during the
     # baseline evaluation is an inference tensor when training starts
@@ -157,7 +214,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     t0 = time.time()
     baseline = _scores(evaluator.validate(module, datamodule=dm, verbose=False))
     t_base = time.time() - t0
-    print(f"untrained baseline: {baseline}  ({t_base:.1f}s)", flush=True)
+    print(f"{'scores' if args.init else 'untrained baseline'}: {baseline}  ({t_base:.1f}s)", flush=True)
+    if args.eval_only:
+        result = {"checkpoint": args.init, "scores": baseline, "val_clips": args.val_clips,
+                  "seconds": round(t_base, 1)}
+        print(json.dumps(result), flush=True)
+        return result
 
     trainer = pl.Trainer(max_steps=args.max_steps, gradient_clip_val=1.0,
                          max_time=({"minutes": args.max_minutes} if args.max_minutes else None),
@@ -181,6 +243,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "command": "python -m lightning_module.train_demo " + " ".join(
             sys.argv[1:] if argv is None else argv),
     }
+    if args.init:
+        # a staged run: keep the earlier stages' summaries so the card can give the whole
+        # chain of commands and the scores of the truly untrained model
+        summary["baseline_is"] = "the --init checkpoint"
+        prev = Path(str(args.init) + ".json")
+        if prev.is_file():
+            summary["init_summary"] = json.loads(prev.read_text())
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2, default=str))
     if args.card:
         from .model_card import render_model_card

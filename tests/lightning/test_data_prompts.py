@@ -133,6 +133,22 @@ def test_synthetic_batches_have_objects_on_frame_zero():
     assert torch.equal(again.masks, b.masks)  # deterministic given the index
 
 
+def test_sequential_batches_cover_every_clip_once_whatever_the_seed():
+    """Validation order: clips 0.. of the sources end to end, each once, seed-independent."""
+    a = SyntheticSource(3, num_frames=2, height=32, width=48)
+    b = SyntheticSource(2, num_frames=2, height=32, width=48, seed=9)
+    names = [a[i].name for i in range(3)] + [b[i].name for i in range(2)]
+    assert len(set(names)) == 5
+    for seed in (0, 1):
+        ds = BatchedClips([a, b], 100, 2, 32, 3, None, seed=seed, sequential=True)
+        assert len(ds) == 3  # ceil(5 / 2), not the 100 asked for
+        got = [n for i in range(len(ds)) for n in ds[i].names]
+        assert got == names
+    assert len(BatchedClips([a, b], 2, 2, 32, sequential=True)) == 2  # at most num_batches
+    with pytest.raises(IndexError):
+        BatchedClips([a, b], 2, 2, 32, sequential=True)[2]
+
+
 def test_curriculum_uses_its_own_source_weights_for_the_first_batches():
     clips = SyntheticSource(10, num_frames=3, height=32, width=48)
     images = SyntheticSource(10, num_frames=1, height=32, width=48, seed=7)
