@@ -14,6 +14,8 @@
   real video: ``--iou-frames`` frames, 3 clicks on frame 0.
 * **per stage**: image encoder, memory attention, mask decoder, memory encoder (ours, from the
   tracker's timers; upstream, from forward hooks on the same four modules).
+* **default**: ``ratio_default_vs_upstream_default`` is the ratio of our default
+  (``dtype="auto"``: bf16 on CPUs with native bf16 from 512² inputs, else fp32) to upstream's.
 * **scaling**: ours with 1 / 3 / 10 objects (time per frame, and the ratio to 1 object), with
   ``dtype="auto"`` (bf16 on CUDA and on CPUs with native bf16 dot products, else fp32).
 * on CUDA, FPS = tracked frames per second of ``propagate_in_video`` (after a warm-up).
@@ -207,7 +209,7 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
         os.makedirs(vid)
         for i in range(frames):
             os.link(os.path.join(d, f"{i:05d}.jpg"), os.path.join(vid, f"{i:05d}.jpg"))
-        ours32 = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0)
+        ours32 = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0, dtype=None)
         if dev.type == "cuda":  # warm-up (kernels, allocator) on a 2-frame run
             session(ours32, vid, 1, dev, null)
         if ref is not None:
@@ -237,6 +239,15 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
                 res["ratio_bf16_vs_upstream_default"] = res["ours_bf16"]["total_s"] / up
                 res["ratio_bf16_vs_upstream_default_cpu_time"] = (res["ours_bf16"]["cpu_s"]
                                                                   / res["upstream_fp32"]["cpu_s"])
+        # what our default (dtype="auto") resolves to for this model, device and CPU
+        from sam2_plugins.predictors.tracker import tracking_autocast
+
+        with tracking_autocast(dev, "auto", image_size) as _:
+            auto_bf16 = torch.is_autocast_enabled(dev.type)
+        res["ours_default_dtype"] = "bf16" if auto_bf16 else "fp32"
+        key = "ratio_bf16_vs_upstream_default" if auto_bf16 else "ratio_fp32"
+        if key in res:
+            res["ratio_default_vs_upstream_default"] = res[key]
         scale_vid = os.path.join(d, "scale")
         os.makedirs(scale_vid)
         for i in range(scaling_frames):
@@ -267,10 +278,11 @@ def print_report(r: Dict[str, Any]) -> None:
             t = r[key]
             print(f"  {key:>14}: total {t['total_s']:7.2f} s, cpu {t['cpu_s']:7.2f} s (init {t['init_s']:.2f}, prompts "
                   f"{t['prompts_s']:.2f}, propagate {t['propagate_s']:.2f}; {t['propagate_fps']:.2f} fps)")
-    for key in ("ratio_fp32", "ratio_fp32_cpu_time", "ratio_bf16_vs_upstream_default",
+    for key in ("ratio_default_vs_upstream_default", "ours_default_dtype", "ratio_fp32",
+                "ratio_fp32_cpu_time", "ratio_bf16_vs_upstream_default",
                 "ratio_bf16_vs_upstream_default_cpu_time", "iou_bf16_vs_fp32"):
         if key in r:
-            print(f"  {key}: {r[key]:.3f}")
+            print(f"  {key}: {r[key]:.3f}" if isinstance(r[key], float) else f"  {key}: {r[key]}")
     for key in ("upstream_fp32_stages_s", "ours_fp32_stages_s", "ours_bf16_stages_s"):
         if key in r:
             print(f"  {key}: " + ", ".join(f"{k} {v:.2f}" for k, v in r[key].items()))

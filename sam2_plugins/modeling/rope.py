@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attention_cpu import blocked_attention, use_blocked_attention
+from .attention_cpu import blocked_attention, use_blocked_attention, use_late_value_attention
 from .transformer import Attention
 
 __all__ = ["compute_axial_cis", "compute_axial_cos_sin", "apply_rotary_enc", "RoPEAttention"]
@@ -206,12 +206,15 @@ class RoPEAttention(Attention):
         (:mod:`.attention_cpu`), and when the values are narrower than the attention width
         (memory tokens: 64 channels vs 256) the value projection moves after the attention:
         ``P (X W^T + b) = (P X) W^T + b`` because each row of ``P`` sums to one, so the
-        ``N x Nk`` product runs on 64 channels instead of 256.
+        ``N x Nk`` product runs on 64 channels instead of 256. That late projection is used in
+        float32 CPU inference too (blocked float32 matmuls): the fused kernel cannot do it.
         """
         heads = self.rope_heads
         q = self._heads(self.q_proj(q), heads)
-        fast = use_blocked_attention(q) and not (self.training and self.rope_dropout > 0)
-        late_v = fast and self.kv_in_dim < self.rope_head_dim
+        late_v = (use_late_value_attention(q, self.kv_in_dim)
+                  and not (self.training and self.rope_dropout > 0))
+        fast = late_v or (use_blocked_attention(q)
+                          and not (self.training and self.rope_dropout > 0))
         if fast:
             # Keys projected and rotated in float32, in place, then cast to bf16 once: the
             # rotation needs float32 anyway, and this saves two passes over Nk x 256 keys.

@@ -87,16 +87,17 @@ class VideoSession:
         non_overlap_masks: returned masks keep only the top object per pixel.
         apply_postprocessing: binarise prompted masks before memory encoding (upstream's video
             builder); None leaves the model as it is.
-        dtype: None for fp32, ``torch.bfloat16`` / ``"bf16"`` for bf16 autocast, or ``"auto"``
-            (bf16 on CUDA and on CPUs with native bf16 dot products; see
-            :func:`~sam2_plugins.predictors.tracker.tracking_autocast`).
+        dtype: ``"auto"`` (default: bf16 autocast on CUDA, and on CPUs with native bf16 dot
+            products for inputs of 512² and up; float32 otherwise; see
+            :func:`~sam2_plugins.predictors.tracker.tracking_autocast`), None for float32
+            (upstream's numerics), or ``torch.bfloat16`` / ``"bf16"`` to force bf16.
         quality_window: frames of quality records kept (older ones are dropped).
     """
 
     def __init__(self, model: torch.nn.Module, *, num_frames: Optional[int] = None,
                  correction_as_cond: bool = False, fill_hole_area: int = 0,
                  non_overlap_masks: bool = False, apply_postprocessing: Optional[bool] = None,
-                 dtype: Any = None, quality_window: int = 64) -> None:
+                 dtype: Any = "auto", quality_window: int = 64) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module (SAM2Model), got {type(model).__name__}")
         if num_frames is not None and int(num_frames) < 1:
@@ -130,7 +131,7 @@ class VideoSession:
         return list(self.objects)
 
     def _ctx(self) -> ContextManager:
-        return tracking_autocast(self.device, self.dtype)
+        return tracking_autocast(self.device, self.dtype, getattr(self.model, "image_size", None))
 
     def _features(self) -> Any:
         assert self._feed is not None

@@ -28,28 +28,38 @@ import torch.nn.functional as F
 from sam2_plugins.predictors.memory import FrameFeatures, MemoryBank
 from sam2_plugins.predictors.state import FrameOutput, PointInputs
 
-__all__ = ["Tracker", "get_1d_sine_pe", "MEMORY_DTYPE", "tracking_autocast"]
+__all__ = ["Tracker", "get_1d_sine_pe", "MEMORY_DTYPE", "tracking_autocast",
+           "AUTO_BF16_MIN_IMAGE_SIZE"]
 
 MEMORY_DTYPE = torch.bfloat16
 """Stored spatial memories are bf16, as upstream stores them (needed for parity)."""
 
 
-def tracking_autocast(device: torch.device, dtype: Any) -> ContextManager:
+#: ``dtype="auto"`` on a CPU picks bf16 only from this input size up: below it (e.g. the demo
+#: model's 256² grid of 16 x 16 tokens) the memory attention is small, autocast's casts cost
+#: as much as bf16 saves, and float32 keeps upstream's numerics for free.
+AUTO_BF16_MIN_IMAGE_SIZE = 512
+
+
+def tracking_autocast(device: torch.device, dtype: Any,
+                      image_size: Optional[int] = None) -> ContextManager:
     """The autocast context the video predictor and the session run their steps in.
 
     ``dtype``: None / ``"fp32"`` (off: float32, upstream's numerics), ``"bf16"`` /
     ``torch.bfloat16`` (bf16 autocast), or ``"auto"``: bf16 on CUDA GPUs that support it and on
     CPUs with native bf16 dot products (AVX512-BF16 / AMX, where the memory attention runs
-    ~2x faster in bf16, see :mod:`sam2_plugins.modeling.attention_cpu`), float32 elsewhere.
+    ~2x faster in bf16, see :mod:`sam2_plugins.modeling.attention_cpu`) for models whose
+    ``image_size`` is at least :data:`AUTO_BF16_MIN_IMAGE_SIZE`; float32 elsewhere.
     """
     if dtype is None:
         return contextlib.nullcontext()
     if isinstance(dtype, str) and dtype.lower() == "auto" and torch.device(device).type == "cpu":
         from sam2_plugins.modeling.attention_cpu import cpu_has_fast_bf16
 
-        dtype = "bf16" if cpu_has_fast_bf16() else None
-        if dtype is None:
+        big = image_size is None or int(image_size) >= AUTO_BF16_MIN_IMAGE_SIZE
+        if not (cpu_has_fast_bf16() and big):
             return contextlib.nullcontext()
+        dtype = "bf16"
     from sam2_plugins.device import autocast_context
 
     return autocast_context(device, dtype)

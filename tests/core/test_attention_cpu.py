@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sam2_plugins.modeling.attention_cpu import blocked_attention, use_blocked_attention
+from sam2_plugins.modeling.attention_cpu import (blocked_attention, use_blocked_attention,
+                                                 use_late_value_attention)
 from sam2_plugins.modeling.memory_attention import MemoryAttention
 from sam2_plugins.modeling.rope import RoPEAttention
 
@@ -61,6 +62,40 @@ def test_use_blocked_attention_only_bf16_cpu_inference() -> None:
         assert not use_blocked_attention(x)
 
 
+def test_use_late_value_attention_cpu_inference_narrow_values() -> None:
+    q = torch.zeros(1, 1, 4, 8)
+    with torch.no_grad():
+        assert use_late_value_attention(q, 4) and use_late_value_attention(q.bfloat16(), 4)
+        assert not use_late_value_attention(q, 8)            # values as wide: fused kernel
+        assert not use_late_value_attention(q.double(), 4)
+    with torch.enable_grad():
+        assert not use_late_value_attention(q, 4)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_rope_cross_attention_fp32_late_value_path(heads: int,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """float32 CPU inference with narrow values runs blocked with the late value projection
+    and equals the fused-kernel path to float32 rounding."""
+    import sam2_plugins.modeling.rope as rope
+
+    torch.manual_seed(0)
+    att = RoPEAttention(64, heads, kv_in_dim=16, rope_k_repeat=True, feat_sizes=(4, 4)).eval()
+    q, kv = _rand(3, 16, 64, seed=1), _rand(3, 2 * 16 + 4, 16, seed=2)
+    mask = torch.ones(3, 36, dtype=torch.bool)
+    mask[1, 16:32] = False
+    with torch.enable_grad():  # autograd on: the fused kernel (SDPA), as upstream
+        ref = att(q, kv, kv, num_k_exclude_rope=4, key_mask=mask).detach()
+    calls = []
+    real = rope.blocked_attention
+    monkeypatch.setattr(rope, "blocked_attention",
+                        lambda q, k, v, **kw: calls.append((v.shape[-1], v.dtype)) or real(q, k, v, **kw))
+    with torch.no_grad():
+        fast = att(q, kv, kv, num_k_exclude_rope=4, key_mask=mask)
+    assert calls == [(16, torch.float32)]
+    torch.testing.assert_close(fast, ref, atol=2e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize("heads", [1, 2])
 def test_rope_cross_attention_bf16_path(heads: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast path (late value projection, blocked bf16 attention) equals the SDPA path."""
@@ -73,8 +108,8 @@ def test_rope_cross_attention_bf16_path(heads: int, monkeypatch: pytest.MonkeyPa
     torch.manual_seed(0)
     att = RoPEAttention(64, heads, kv_in_dim=16, rope_k_repeat=True, feat_sizes=(4, 4)).eval()
     q, kv = _rand(3, 16, 64, seed=1), _rand(3, 2 * 16 + 4, 16, seed=2)
-    with torch.no_grad():
-        ref = att(q, kv, kv, num_k_exclude_rope=4)                  # fp32: SDPA
+    with torch.enable_grad():
+        ref = att(q, kv, kv, num_k_exclude_rope=4).detach()         # fp32 autograd: SDPA
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast = att(q, kv, kv, num_k_exclude_rope=4)
     assert fast.dtype == torch.bfloat16
@@ -156,3 +191,26 @@ def test_tracking_autocast_auto_on_cpu(native: bool, monkeypatch: pytest.MonkeyP
         assert torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3)).dtype == torch.float32
     with tracking_autocast(torch.device("cpu"), "bf16"):
         assert torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3)).dtype == torch.bfloat16
+
+
+def test_auto_dtype_is_bf16_only_on_fast_bf16_cpus_for_large_inputs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sam2_plugins.modeling.attention_cpu as ac
+    from sam2_plugins.predictors.tracker import AUTO_BF16_MIN_IMAGE_SIZE, tracking_autocast
+    from sam2_plugins.predictors.video import SAM2VideoPredictor
+
+    cpu = torch.device("cpu")
+
+    def on(dtype, size) -> bool:
+        with tracking_autocast(cpu, dtype, size):
+            return torch.is_autocast_enabled("cpu")
+
+    monkeypatch.setattr(ac, "cpu_has_fast_bf16", lambda: True)
+    assert on("auto", 1024) and on("auto", AUTO_BF16_MIN_IMAGE_SIZE)
+    assert not on("auto", 256)                      # small grids: float32 (the demo model)
+    assert not on(None, 1024) and on("bf16", 256)   # explicit choices win
+    monkeypatch.setattr(ac, "cpu_has_fast_bf16", lambda: False)
+    assert not on("auto", 1024)                     # emulated bf16 would be slower
+    import inspect
+
+    assert inspect.signature(SAM2VideoPredictor).parameters["dtype"].default == "auto"

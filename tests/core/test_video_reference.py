@@ -107,7 +107,9 @@ def _ours(name: str, ckpt: Path, image_size: int) -> Any:
     model.load_state_dict(sd, strict=True)
     # upstream's video builder (apply_postprocessing) binarises prompted masks for memory;
     # its hole filling needs CUDA and is skipped on CPU, so it is off here too.
-    return SAM2VideoPredictor(model.eval(), apply_postprocessing=True, fill_hole_area=0)
+    # dtype=None: float32, upstream's numerics (the default 'auto' may pick bf16 at 1024²)
+    return SAM2VideoPredictor(model.eval(), apply_postprocessing=True, fill_hole_area=0,
+                              dtype=None)
 
 
 def _compare(ref_res: List[Tuple[str, torch.Tensor]], our_res: List[Tuple[str, torch.Tensor]]) -> None:
