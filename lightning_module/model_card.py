@@ -33,11 +33,21 @@ def _stage_lines(stages: List[Dict[str, Any]]) -> List[str]:
     out = []
     for i, st in enumerate(stages, 1):
         a, t = st.get("args", {}), st.get("trained", {})
-        what = (f"click/box-prompted images for the first {a['image_first_steps']} steps, then "
-                "clips and images" if a.get("image_first_steps") else "clips and images")
+        first = int(a.get("image_first_steps") or 0)
+        if first >= int(st.get("steps", 0)) > 0:
+            what = "click/box-prompted images only"
+        elif not a.get("image_weight"):
+            what = f"clips of {a.get('num_frames')} frames only"
+        else:
+            what = (f"clips of {a.get('num_frames')} frames and images (weight "
+                    f"{a.get('image_weight')} vs 3)")
+            if first:
+                what = f"images only for the first {first} steps, then {what}"
+        frozen = a.get("freeze") or ("all but " + a["train_only"] if a.get("train_only") else "")
+        extra = (f", frozen: {frozen}" if frozen else "") + (
+            f", IoU-loss weight {a['iou_weight']}" if a.get("iou_weight", 1.0) != 1.0 else "")
         out.append(f"  - stage {i}: {st.get('steps')} steps, {float(st.get('train_seconds', 0)) / 60:.1f} "
-                   f"min, {what} (image weight {a.get('image_weight')}), clips of "
-                   f"{a.get('num_frames')} frames, batch {a.get('batch_size')}, lr {a.get('lr')}; "
+                   f"min: {what}, batch {a.get('batch_size')}, lr {a.get('lr')}{extra}; "
                    f"after it: J&F {_fmt(t, 'J&F')}, 1-click mIoU {_fmt(t, 'mIoU_1click')}")
     return out
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import requires_demo_quality
+from tests.conftest import requires_demo_tracking
 
 from tests.fiftyone import _data
 from tests.fiftyone._quality import DAVIS_MARGIN, demo_floor
@@ -15,7 +15,7 @@ from tests.fiftyone.test_segment import _run
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
-@requires_demo_quality
+@requires_demo_tracking
 def test_car_shadow_tracking_and_jf(shared_data, media_dir, demo_checkpoint):
     import fiftyone as fo
     from PIL import Image

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import requires_demo_quality
+from tests.conftest import requires_demo_clicks
 
 from tests.fiftyone import _data
 from tests.fiftyone._quality import SEGMENT_MARGIN, demo_floor
@@ -116,7 +116,7 @@ def test_segment_from_points_with_negatives(images, checkpoint):
     assert all(d.id == k.id for d, k in zip(s.from_points.detections, s.points.keypoints))
 
 
-@requires_demo_quality
+@requires_demo_clicks
 def test_segment_accuracy_with_demo_model(images, demo_checkpoint):
     from fiftyone_sam2._evaluate import _match_ious
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import requires_demo_quality
+from tests.conftest import requires_demo_tracking
 
 from tests.fiftyone import _data
 from tests.fiftyone._quality import TRACK_MARGIN, demo_floor
@@ -135,7 +135,7 @@ def test_track_video_writes_every_frame_and_resumes(video, checkpoint):
     assert again.result["skipped"] == 1 and again.result["processed"] == 0
 
 
-@requires_demo_quality
+@requires_demo_tracking
 def test_track_accuracy_with_demo_model(media_dir, demo_checkpoint):
     """Tracked masks on the synthetic video reach the demo model's J&F minus a margin, and the
     evaluate operator's stored J&F equals the core's evaluate_sequence on the same masks."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import requires_demo_quality
+from tests.conftest import requires_demo_tracking
 
 from tests.napari.conftest import ARTIFACTS, demo_weights_available, wait_idle
 
@@ -60,7 +60,7 @@ def _run_two_objects(w, viewer, frames, gt, qtbot):
     return mid
 
 
-@requires_demo_quality
+@requires_demo_tracking
 def test_two_objects_both_ways_match_ground_truth(sam2_widget, qtbot):
     from sam2_plugins.evaluation.jf import f_measure, jaccard
     from sam2_plugins.evaluation.synthetic import make_video
