@@ -12,14 +12,12 @@ from tests.fiftyone import _data
 from tests.fiftyone._quality import DAVIS_MARGIN, demo_floor
 from tests.fiftyone.test_segment import _run
 
-pytestmark = [pytest.mark.data, pytest.mark.slow]
+pytestmark = [pytest.mark.data]  # ~10 s: in CI whenever ../shared/data is there
 
 
-# Real video, outside the demo model's synthetic training domain: the quality floor waits for
-# the issue's targets (2026-11-29 model: J&F 0.287 here, below a static copy of the first mask,
-# 0.330, while it tracks synthetic clips at 0.73).
-@requires_demo_quality
-def test_car_shadow_tracking_and_jf(shared_data, media_dir, demo_checkpoint):
+def _track_and_score_car_shadow(shared_data, media_dir, demo_checkpoint) -> float:
+    """Track car-shadow from its first GT mask through the operators, evaluate, check the stored
+    J&F against the core's; returns that J&F."""
     import fiftyone as fo
     from PIL import Image
 
@@ -54,5 +52,19 @@ def test_car_shadow_tracking_and_jf(shared_data, media_dir, demo_checkpoint):
     core = summarize([evaluate_sequence(list(gts), [pred[t] for t in range(40)], void_label=None)])
     assert ev.result["JF"] == pytest.approx(core["J&F-Mean"], abs=1e-12)
     assert s.davis_JF == pytest.approx(core["J&F-Mean"], abs=1e-12)
+    return float(ev.result["JF"])
+
+
+def test_car_shadow_tracking_and_jf(shared_data, media_dir, demo_checkpoint):
+    jf = _track_and_score_car_shadow(shared_data, media_dir, demo_checkpoint)
+    assert 0.0 < jf <= 1.0  # the car is tracked at least in part (an empty track scores 0)
+
+
+# Real video, outside the demo model's synthetic training domain: the quality floor waits for
+# the issue's targets (2026-11-29 model: J&F 0.287 here, below a static copy of the first mask,
+# 0.330, while it tracks synthetic clips at 0.73).
+@requires_demo_quality
+def test_car_shadow_quality(shared_data, media_dir, demo_checkpoint):
+    jf = _track_and_score_car_shadow(shared_data, media_dir, demo_checkpoint)
     floor = demo_floor("J&F", DAVIS_MARGIN)
-    assert ev.result["JF"] > floor, (floor, ev.result)
+    assert jf > floor, (floor, jf)
