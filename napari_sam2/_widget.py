@@ -67,6 +67,11 @@ class SAM2Widget(OutputMixin, EditMixin, RunMixin, QWidget):
         self.viewer = viewer
         self.threaded = threaded and not os.environ.get("NAPARI_SAM2_NOTHREADS")
         self.ui = Controls(self)
+        # napari's activity-panel spinner is cheap with hardware OpenGL and costly with a
+        # software renderer (see _gl.py): list propagation there by default only in the former
+        from ._gl import software_opengl
+
+        self.ui.activity_progress.setChecked(not software_opengl(viewer))
         self.objects = ObjectList()
         self.history = History()
         self.cache = EmbeddingCache()

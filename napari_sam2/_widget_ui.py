@@ -138,7 +138,8 @@ class Controls:
         self.activity_progress.setToolTip(
             "napari's activity panel animates a spinner while a task runs; with software OpenGL "
             "(a remote desktop, Xvfb) each redraw is slow and holds the interpreter, which can "
-            "slow propagation several-fold: uncheck it there")
+            "slow propagation several-fold. On by default with hardware OpenGL, off with a "
+            "software renderer")
         lay.addWidget(_row(QLabel("axis"), self.axis_combo, QLabel("direction"), self.direction_combo))
         lay.addWidget(_row(self.propagate_button, self.from_here_button, self.cancel_button))
         lay.addWidget(_row(self.auto_repropagate, self.activity_progress))

@@ -397,3 +397,21 @@ def test_propagation_progress_in_dock_and_optionally_in_activity_panel(sam2_widg
     wait_idle(qtbot, w)
     assert w._prop_progress is None and w.last_propagation["frames"] == 8
     assert (w.ui.progress.value(), w.ui.progress.maximum()) == (8, 8), "the final count is shown"
+
+
+def test_activity_panel_default_follows_the_opengl_renderer(sam2_widget, monkeypatch):
+    """Listed in napari's activity panel by default with hardware OpenGL only: under Xvfb here
+    the canvas is drawn by llvmpipe (a software renderer), where the spinner slows propagation."""
+    import napari_sam2._gl as gl
+    from napari_sam2._widget import SAM2Widget
+
+    viewer, w = sam2_widget(threaded=True)
+    name = gl.gl_renderer(viewer)
+    assert name, "the canvas's GL_RENDERER could be read"
+    assert w.ui.activity_progress.isChecked() == (not gl.software_opengl(viewer)), name
+    monkeypatch.setattr(gl, "gl_renderer", lambda v: "llvmpipe (LLVM 15.0.6, 256 bits)")
+    assert not SAM2Widget(viewer).ui.activity_progress.isChecked()
+    monkeypatch.setattr(gl, "gl_renderer", lambda v: "NVIDIA GeForce RTX 4090/PCIe/SSE2")
+    assert SAM2Widget(viewer).ui.activity_progress.isChecked()
+    monkeypatch.setattr(gl, "gl_renderer", lambda v: None)  # unreadable: napari's default UI
+    assert SAM2Widget(viewer).ui.activity_progress.isChecked()
