@@ -16,6 +16,14 @@ def _messages():
     return [str(n.message) for n in notification_manager.records]
 
 
+def _time_lapse(viewer, w, frames: int, side: int, engine=None) -> None:
+    """A blank (frames, side, side) movie, the widget on it in T mode, a stub engine."""
+    viewer.add_image(np.zeros((frames, side, side), np.uint8), name="movie")
+    w.ui.mode_combo.setCurrentText("T")
+    w.ui.axis_combo.setCurrentText("T")
+    w.engine = engine if engine is not None else StubEngine()
+
+
 def test_click_box_and_undo(sam2_widget, stub_engine):
     viewer, w = sam2_widget()
     img = np.random.default_rng(0).integers(0, 4000, (48, 64), dtype=np.uint16)
@@ -66,10 +74,7 @@ def test_mask_prompt_from_labels_layer(sam2_widget, stub_engine):
 
 def test_propagation_both_ways_cancel_and_confidence(sam2_widget, qtbot):
     viewer, w = sam2_widget(threaded=True)
-    viewer.add_image(np.zeros((10, 32, 32), np.uint8), name="movie")
-    w.ui.mode_combo.setCurrentText("T")
-    w.ui.axis_combo.setCurrentText("T")
-    w.engine = StubEngine()
+    _time_lapse(viewer, w, 10, 32)
     w.add_click((4, 16, 16))
     w.propagate()
     wait_idle(qtbot, w)
@@ -267,10 +272,7 @@ def test_multiscale_layer_uses_level_zero(sam2_widget):
 
 def test_correction_click_repropagates_from_its_frame_only(sam2_widget):
     viewer, w = sam2_widget()
-    viewer.add_image(np.zeros((8, 32, 32), np.uint8), name="movie")
-    w.ui.mode_combo.setCurrentText("T")
-    w.ui.axis_combo.setCurrentText("T")
-    w.engine = StubEngine()
+    _time_lapse(viewer, w, 8, 32)
     w.add_click((2, 10, 10))
     w.propagate()
     out = w._outputs["instances"].data
@@ -367,10 +369,7 @@ def test_moving_the_slider_after_switching_image_is_quiet(sam2_widget):
     """After a propagation, choosing another image and moving the slider starts a new session
     (which clears the confidence log) and must not fail in the dims callback."""
     viewer, w = sam2_widget()
-    viewer.add_image(np.zeros((6, 24, 24), np.uint8), name="movie")
-    w.ui.mode_combo.setCurrentText("T")
-    w.ui.axis_combo.setCurrentText("T")
-    w.engine = StubEngine()
+    _time_lapse(viewer, w, 6, 24)
     w.add_click((2, 10, 10))
     w.propagate()
     assert len(w.quality) == 6
@@ -386,11 +385,8 @@ def test_moving_the_slider_after_switching_image_is_quiet(sam2_widget):
 @pytest.mark.parametrize("activity", [True, False])
 def test_propagation_progress_in_dock_and_optionally_in_activity_panel(sam2_widget, qtbot, activity):
     viewer, w = sam2_widget(threaded=True)
-    viewer.add_image(np.zeros((8, 24, 24), np.uint8), name="movie")
-    w.ui.mode_combo.setCurrentText("T")
-    w.ui.axis_combo.setCurrentText("T")
+    _time_lapse(viewer, w, 8, 24, StubEngine(delay=0.05))
     w.ui.activity_progress.setChecked(activity)
-    w.engine = StubEngine(delay=0.05)
     w.add_click((0, 12, 12))
     w.propagate()
     assert (w._prop_progress is not None) == activity, "napari's progress only when asked"
