@@ -242,7 +242,7 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
         # what our default (dtype="auto") resolves to for this model, device and CPU
         from sam2_plugins.predictors.tracker import tracking_autocast
 
-        with tracking_autocast(dev, "auto", image_size) as _:
+        with tracking_autocast(dev, "auto", image_size):
             auto_bf16 = torch.is_autocast_enabled(dev.type)
         res["ours_default_dtype"] = "bf16" if auto_bf16 else "fp32"
         key = "ratio_bf16_vs_upstream_default" if auto_bf16 else "ratio_fp32"

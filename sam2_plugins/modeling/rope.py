@@ -211,10 +211,9 @@ class RoPEAttention(Attention):
         """
         heads = self.rope_heads
         q = self._heads(self.q_proj(q), heads)
-        late_v = (use_late_value_attention(q, self.kv_in_dim)
-                  and not (self.training and self.rope_dropout > 0))
-        fast = late_v or (use_blocked_attention(q)
-                          and not (self.training and self.rope_dropout > 0))
+        no_dropout = not (self.training and self.rope_dropout > 0)
+        late_v = no_dropout and use_late_value_attention(q, self.kv_in_dim)
+        fast = late_v or (no_dropout and use_blocked_attention(q))
         if fast:
             # Keys projected and rotated in float32, in place, then cast to bf16 once: the
             # rotation needs float32 anyway, and this saves two passes over Nk x 256 keys.
