@@ -241,3 +241,23 @@ def test_lists_and_bad_types(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     t = open_frames(torch.from_numpy(arr))
     np.testing.assert_array_equal(t.get(1), arr[1])
+
+
+def test_base_frame_source_names_the_method_a_subclass_forgot():
+    """The base class's hooks fail with the missing method's name, not deep inside get()."""
+    from sam2_plugins.io.base import FrameSource
+
+    class NoRead(FrameSource):
+        num_frames = 2
+
+    with pytest.raises(NotImplementedError, match=r"NoRead must define _read\(idx\)"):
+        NoRead().get(0)
+
+    class Stream(FrameSource):
+        num_frames = None
+
+        def _read(self, idx: int):
+            return np.zeros((4, 4), np.uint8)
+
+    with pytest.raises(NotImplementedError, match="Stream has no length and defines no __iter__"):
+        next(iter(Stream()))
