@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-__all__ = ["JandF", "MaskIoU", "frame_scores"]
+__all__ = ["JandF", "MaskIoU", "best_candidate", "frame_scores"]
 
 
 def frame_scores(pred: np.ndarray, gt: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -96,3 +96,26 @@ class MaskIoU(Metric):
 
     def compute(self) -> torch.Tensor:  # type: ignore[override]
         return (self.iou_sum / self.count.clamp(min=1.0)).float()
+
+
+def best_candidate(candidates: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per object, the candidate mask with the highest IoU against the ground truth.
+
+    Args:
+        candidates: bool (O, M, H, W), e.g. the 3 masks SAM 2 proposes for one click.
+        gt: bool (O, H, W).
+
+    Returns:
+        bool (O, H, W). Scoring this shows what a perfect IoU head would reach.
+    """
+    if candidates.dim() != 4 or gt.dim() != 3 or candidates.shape[0] != gt.shape[0] \
+            or candidates.shape[-2:] != gt.shape[-2:]:
+        raise ValueError(f"expected candidates (O, M, H, W) and gt (O, H, W) with the same O, H, W, "
+                         f"got {tuple(candidates.shape)} and {tuple(gt.shape)}")
+    c = candidates.bool().flatten(2)
+    g = gt.bool().flatten(1)[:, None]
+    inter = (c & g).sum(-1).double()
+    union = (c | g).sum(-1).double()
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    rows = torch.arange(c.shape[0], device=c.device)
+    return candidates[rows, iou.argmax(1)].bool()

@@ -20,7 +20,7 @@ from torch import nn
 from .export import export_checkpoint
 from .losses import LossWeights, SAM2Loss
 from .lora import DEFAULT_LORA_TARGETS, add_lora, is_lora_param
-from .metrics import JandF, MaskIoU
+from .metrics import JandF, MaskIoU, best_candidate
 from .optim import cosine_lambda, param_groups
 from .prompts import PromptConfig, plan_prompts, sample_center_points
 from .tracking import ClipBatch, forward_clip, predict_first_click
@@ -120,6 +120,7 @@ class SAM2FineTuner(pl.LightningModule):
                     p.requires_grad_(True)
         self.val_jf = JandF()
         self.val_miou = MaskIoU()
+        self.val_miou_best = MaskIoU()
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: ClipBatch) -> List[Dict[str, Any]]:
@@ -159,8 +160,12 @@ class SAM2FineTuner(pl.LightningModule):
                  sync_dist=True, add_dataloader_idx=False)
         if self.hparams.val_click_miou:
             coords, labels = sample_center_points(gt[0][:, None], None)
-            logits = predict_first_click(self.model, batch, coords, labels)
+            logits, candidates, _ = predict_first_click(self.model, batch, coords, labels,
+                                                        return_all=True)
             self.val_miou.update(logits[:, 0] > 0, gt[0])
+            # Diagnostic: the best candidate by true IoU, i.e. what a perfect IoU head would
+            # pick; the gap to mIoU_1click is the cost of the IoU head's ranking.
+            self.val_miou_best.update(best_candidate(candidates > 0, gt[0]), gt[0])
 
     def on_validation_epoch_end(self) -> None:
         if self.val_jf.objects.sum() > 0 or self.trainer.world_size > 1:
@@ -168,8 +173,10 @@ class SAM2FineTuner(pl.LightningModule):
             self.log_dict({f"val/{k}": v for k, v in scores.items()}, prog_bar=True)
         if self.hparams.val_click_miou:
             self.log("val/mIoU_1click", self.val_miou.compute(), prog_bar=True)
+            self.log("val/mIoU_1click_best_of_masks", self.val_miou_best.compute())
         self.val_jf.reset()
         self.val_miou.reset()
+        self.val_miou_best.reset()
 
     # ------------------------------------------------------------------ optimizer
     def configure_optimizers(self) -> Any:

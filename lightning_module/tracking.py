@@ -176,14 +176,18 @@ def forward_clip(model: nn.Module, batch: ClipBatch, plan: PromptPlan, cfg: Prom
 
 
 def predict_first_click(model: nn.Module, batch: ClipBatch, coords: torch.Tensor,
-                        labels: torch.Tensor, frame: int = 0) -> torch.Tensor:
+                        labels: torch.Tensor, frame: int = 0,
+                        return_all: bool = False) -> Any:
     """Segment each object on one frame from clicks alone (no memory): high-res logits.
 
     Args:
         coords: float (O, P, 2) clicks in input pixels (x, y); labels: int32 (O, P).
+        return_all: also return every candidate mask and its predicted IoU.
 
     Returns:
-        float (O, 1, S, S) logits of the mask SAM 2 returns (the best-IoU one for 1 click).
+        float (O, 1, S, S) logits of the mask SAM 2 returns (the best-IoU one for 1 click);
+        with ``return_all``, ``(that, (O, M, S, S) candidate logits, (O, M) predicted IoUs)``
+        (M = 3 for one click).
     """
     feats, pos, sizes = _backbone(model, batch.images[frame:frame + 1])
     ids = batch.obj_to_clip
@@ -194,4 +198,4 @@ def predict_first_click(model: nn.Module, batch: ClipBatch, coords: torch.Tensor
                                                        "non_cond_frame_outputs": {}}
     _, sam_out, _, _ = model._track_step(0, True, cur_feats, cur_pos, sizes, point_inputs, None,
                                          output_dict, 1, False, None)
-    return sam_out[4]
+    return (sam_out[4], sam_out[1], sam_out[2]) if return_all else sam_out[4]

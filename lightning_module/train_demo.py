@@ -45,6 +45,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "(the decoder learns to follow prompts before tracking frames, which "
                         "carry no prompt, dominate)")
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--vision-lr", type=float, default=None,
+                   help="rate of the image encoder (default: --lr)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay "
+                        "(e.g. 0.998) and validate and export it instead of the last step's "
+                        "weights (0: off); smooths the step-to-step swings of small-batch runs")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--corrections", type=int, default=3,
@@ -129,7 +135,8 @@ def _complement(model: "torch.nn.Module", keep: List[str]) -> List[str]:
 
 def _scores(res: List[Dict[str, float]]) -> Dict[str, float]:
     r = res[0] if res else {}
-    return {k: float(r[f"val/{k}"]) for k in ("J&F", "J", "F", "mIoU_1click", "loss")
+    return {k: float(r[f"val/{k}"])
+            for k in ("J&F", "J", "F", "mIoU_1click", "mIoU_1click_best_of_masks", "loss")
             if f"val/{k}" in r}
 
 
@@ -151,7 +158,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     # the module's own step schedule is flat here; the Schedule callback below drives the rate
     module = SAM2FineTuner(model_name="sam2.1_hiera_nano", checkpoint=args.init,
                            attention_dropout=args.attention_dropout, lr=args.lr,
-                           vision_lr=args.lr, weight_decay=args.weight_decay, layer_decay=1.0,
+                           vision_lr=(args.vision_lr if args.vision_lr is not None else args.lr), weight_decay=args.weight_decay, layer_decay=1.0,
                            warmup_steps=0, min_lr_ratio=1.0,
                            prompts={"num_correction_clicks": args.corrections},
                            loss_weights={"iou": args.iou_weight})
@@ -221,12 +228,20 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(json.dumps(result), flush=True)
         return result
 
+    callbacks: List[Any] = [Schedule(), Printer()]
+    if args.ema:
+        if not 0.0 < args.ema < 1.0:
+            raise ValueError(f"--ema must be a decay in (0, 1), got {args.ema}")
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        # validation during the run and the exported file use the averaged weights
+        callbacks.append(EMAWeightAveraging(decay=args.ema))
     trainer = pl.Trainer(max_steps=args.max_steps, gradient_clip_val=1.0,
                          max_time=({"minutes": args.max_minutes} if args.max_minutes else None),
                          val_check_interval=(args.val_every or None),
                          check_val_every_n_epoch=(None if args.val_every else 1),
                          limit_val_batches=(1.0 if args.val_every else 0),
-                         callbacks=[Schedule(), Printer()], **common)
+                         callbacks=callbacks, **common)
     t1 = time.time()
     trainer.fit(module, datamodule=dm)
     train_s = time.time() - t1

@@ -12,7 +12,7 @@ from PIL import Image
 from lightning_module.augment import AugmentConfig, augment_clip, resize_clip
 from lightning_module.data import BatchedClips, collate_clips, prepare_clip
 from lightning_module.datamodules import SAM2DataModule, build_source
-from lightning_module.metrics import JandF, MaskIoU
+from lightning_module.metrics import JandF, MaskIoU, best_candidate
 from lightning_module.prompts import (PromptConfig, masks_to_boxes, plan_prompts,
                                       sample_box_points, sample_center_points,
                                       sample_error_points)
@@ -342,3 +342,18 @@ def test_davis_folder_and_stardist_image_sources(shared_data, tmp_path):
     tifffile.imwrite(tmp_path / "lab" / "n.tif", tifffile.imread(shared_data / "stardist/mask2d.tif"))
     cells = ImageFolderSource(tmp_path / "img", tmp_path / "lab")[0]
     assert cells.frames.shape == (1, 512, 512, 3) and len(np.unique(cells.masks)) == 125 + 1
+
+
+def test_best_candidate_picks_the_highest_true_iou_per_object():
+    gt = torch.zeros(2, 8, 8, dtype=torch.bool)
+    gt[0, :4, :4] = True
+    gt[1, 4:, 4:] = True
+    cand = torch.zeros(2, 3, 8, 8, dtype=torch.bool)
+    cand[0, 0, :4, :2] = True          # half of object 0
+    cand[0, 2, :4, :4] = True          # object 0 exactly
+    cand[1, 1, 4:, 4:] = True          # object 1 exactly
+    cand[1, 2] = True                  # everything
+    best = best_candidate(cand, gt)
+    assert torch.equal(best, gt)
+    with pytest.raises(ValueError, match=r"expected candidates \(O, M, H, W\)"):
+        best_candidate(cand[0], gt)

@@ -79,8 +79,10 @@ def test_validation_reports_jf_and_click_miou():
                         val_batch_size=2, val_batches=1)
     module = SAM2FineTuner()
     res = pl.Trainer(**trainer_kwargs()).validate(module, datamodule=dm, verbose=False)[0]
-    for k in ("val/J&F", "val/J", "val/F", "val/mIoU_1click"):
+    for k in ("val/J&F", "val/J", "val/F", "val/mIoU_1click", "val/mIoU_1click_best_of_masks"):
         assert 0.0 <= res[k] <= 1.0, (k, res)
+    # the returned mask is one of the candidates, so the best candidate scores at least as well
+    assert res["val/mIoU_1click_best_of_masks"] >= res["val/mIoU_1click"] - 1e-6
     assert res["val/J&F"] == pytest.approx((res["val/J"] + res["val/F"]) / 2, abs=1e-5)
     assert torch.isfinite(torch.tensor(res["val/loss"]))
 

@@ -54,3 +54,51 @@ def test_train_demo_freeze_unknown_prefix_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no parameter name starts with 'image_encodr'"):
         main(["--out", str(tmp_path / "x.pt"), "--freeze", "image_encodr", "--max-steps", "1",
               "--val-clips", "1", "--num-workers", "0", "--accelerator", "cpu"])
+
+
+def _tiny(out, *extra: str):
+    return main(["--out", str(out), "--batch-size", "1", "--num-frames", "2", "--num-workers", "0",
+                 "--val-clips", "1", "--corrections", "1", "--accelerator", "cpu",
+                 "--warmup-steps", "1", "--log-every", "100", "--seed", "3", "--lr", "1e-2", *extra])
+
+
+def _fresh_nano(seed: int) -> dict:
+    """The untrained model main() builds for ``--seed seed``."""
+    import lightning.pytorch as pl
+
+    from lightning_module.module import SAM2FineTuner
+
+    pl.seed_everything(seed, workers=True)
+    return SAM2FineTuner(model_name="sam2.1_hiera_nano").model.state_dict()
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def test_train_demo_ema_exports_the_averaged_weights(tmp_path):
+    # Same seed and steps (so the same batches): a decay of ~0 averages nothing away and must
+    # export the last step's weights; a decay of ~1 keeps the first update's copy (the weights
+    # after step 1), which is neither the untrained nor the last weights.
+    _tiny(tmp_path / "last.pt", "--max-steps", "3")
+    _tiny(tmp_path / "ema0.pt", "--max-steps", "3", "--ema", "1e-9")
+    s = _tiny(tmp_path / "ema1.pt", "--max-steps", "3", "--ema", "0.999999")
+    assert s["steps"] == 3 and s["args"]["ema"] == 0.999999
+    last, ema0, ema1 = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["model"]
+                        for n in ("last", "ema0", "ema1"))
+    init = _fresh_nano(3)
+    assert _max_diff(last, init) > 1e-3, "3 steps changed nothing"
+    assert _max_diff(ema0, last) < 1e-6
+    assert _max_diff(ema1, last) > 1e-4 and _max_diff(ema1, init) > 1e-4
+
+
+def test_train_demo_vision_lr_and_bad_ema(tmp_path):
+    _tiny(tmp_path / "a.pt", "--max-steps", "2", "--vision-lr", "0")
+    a = torch.load(tmp_path / "a.pt", weights_only=True)["model"]
+    fresh = _fresh_nano(3)
+    enc = [k for k in a if k.startswith("image_encoder.")]
+    rest = [k for k in a if not k.startswith("image_encoder.") and a[k].is_floating_point()]
+    assert enc and all(torch.equal(a[k], fresh[k]) for k in enc)
+    assert any(not torch.equal(a[k], fresh[k]) for k in rest)
+    with pytest.raises(ValueError, match=r"--ema must be a decay in \(0, 1\), got 1.5"):
+        _tiny(tmp_path / "b.pt", "--max-steps", "1", "--ema", "1.5")
