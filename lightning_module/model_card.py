@@ -46,6 +46,13 @@ def _stage_lines(stages: List[Dict[str, Any]]) -> List[str]:
         frozen = a.get("freeze") or ("all but " + a["train_only"] if a.get("train_only") else "")
         extra = (f", frozen: {frozen}" if frozen else "") + (
             f", IoU-loss weight {a['iou_weight']}" if a.get("iou_weight", 1.0) != 1.0 else "")
+        if a.get("vision_lr") is not None:
+            extra += f", image-encoder lr {a['vision_lr']}"
+        if a.get("ema"):
+            extra += f", weights averaged (EMA, decay {a['ema']})"
+        if st.get("threads") and st.get("device", "cpu") == "cpu":
+            n = int(st["threads"])
+            extra += f", {n} CPU thread{'s' if n > 1 else ''}"
         out.append(f"  - stage {i}: {st.get('steps')} steps, {float(st.get('train_seconds', 0)) / 60:.1f} "
                    f"min: {what}, batch {a.get('batch_size')}, lr {a.get('lr')}{extra}; "
                    f"after it: J&F {_fmt(t, 'J&F')}, 1-click mIoU {_fmt(t, 'mIoU_1click')}")
@@ -95,7 +102,9 @@ def render_model_card(summary: Union[Dict[str, Any], str, Path]) -> str:
         "logits as mask prompt, clips through the memory path.",
         f"- AdamW lr {a.get('lr')}, weight decay {a.get('weight_decay')}, warm-up "
         f"{a.get('warmup_steps')} steps then cosine to 1/10 over the run, gradient clip 1.0, "
-        f"batch {a.get('batch_size')} clips (≤ 3 objects each), precision {s.get('precision')}.",
+        f"batch {a.get('batch_size')} clips (≤ 3 objects each), precision {s.get('precision')}"
+        + (f"; the file holds the exponential moving average of the weights (decay {a['ema']})"
+           if a.get("ema") else "") + ".",
         f"- {steps} steps in {minutes:.1f} min on {s.get('device')} "
         f"(torch {s.get('torch')})" + (f", in {len(stages)} stages (below)." if len(stages) > 1
                                         else "."),
