@@ -70,7 +70,7 @@ def demo_quality_gap(*metrics: str, levels: Optional[Dict[str, float]] = None) -
         return "the demo checkpoint is not shipped in this tree"
     got = json.loads(info.read_text()).get("trained", {})
     wanted = metrics or tuple(levels)
-    short = [f"{k} {got.get(k, 0.0):.2f} < {levels[k]:.2f}" for k in wanted
+    short = [f"{k} {got.get(k, 0.0):.3f} < {levels[k]:.2f}" for k in wanted
              if got.get(k, 0.0) < levels[k]]
     if short:
         return ("the shipped demo model is below the level this check needs (" + ", ".join(short)

@@ -61,8 +61,8 @@ def test_car_shadow_tracking_and_jf(shared_data, media_dir, demo_checkpoint):
 
 
 # Real video, outside the demo model's synthetic training domain: the quality floor waits for
-# the targets (2026-11-29 model: J&F 0.287 here, below a static copy of the first mask,
-# 0.330, while it tracks synthetic clips at 0.73).
+# the targets (the shipped model: J&F 0.307 here, below a static copy of the first mask,
+# 0.330, while it tracks synthetic clips at 0.75).
 @requires_demo_quality
 def test_car_shadow_quality(shared_data, media_dir, demo_checkpoint):
     jf = _track_and_score_car_shadow(shared_data, media_dir, demo_checkpoint)

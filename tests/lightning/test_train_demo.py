@@ -88,7 +88,7 @@ def test_train_demo_ema_exports_the_averaged_weights(tmp_path):
                         for n in ("last", "ema0", "ema1"))
     init = _fresh_nano(3)
     assert _max_diff(last, init) > 1e-3, "3 steps changed nothing"
-    assert _max_diff(ema0, last) < 1e-6
+    assert _max_diff(ema0, last) < 1e-5  # float32 rounding of the (tiny) average step
     assert _max_diff(ema1, last) > 1e-4 and _max_diff(ema1, init) > 1e-4
     assert "moving average of the weights (decay 0.999999)" in render_model_card(
         tmp_path / "ema1.pt.json")
