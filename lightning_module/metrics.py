@@ -33,6 +33,14 @@ def frame_scores(pred: np.ndarray, gt: np.ndarray) -> Tuple[np.ndarray, np.ndarr
     return jf[:, 0], jf[:, 1]
 
 
+def _ious(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """float64 IoU over the last dim of broadcastable masks (empty vs empty counts as 1)."""
+    p, g = pred.bool(), gt.bool()
+    inter = (p & g).sum(-1).double()
+    union = (p | g).sum(-1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
 class JandF(Metric):
     """Mean J, mean F and J&F over objects (DAVIS: per-object means, then the mean of those).
 
@@ -86,11 +94,7 @@ class MaskIoU(Metric):
     def update(self, pred: torch.Tensor, gt: torch.Tensor) -> None:  # type: ignore[override]
         if pred.shape != gt.shape:
             raise ValueError(f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} differ")
-        p = pred.detach().bool().flatten(1)
-        g = gt.detach().bool().flatten(1)
-        inter = (p & g).sum(-1).double()
-        union = (p | g).sum(-1).double()
-        iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+        iou = _ious(pred.detach().flatten(1), gt.detach().flatten(1))
         self.iou_sum = self.iou_sum + iou.sum().to(self.iou_sum)
         self.count = self.count + float(iou.numel())
 
@@ -112,10 +116,6 @@ def best_candidate(candidates: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
             or candidates.shape[-2:] != gt.shape[-2:]:
         raise ValueError(f"expected candidates (O, M, H, W) and gt (O, H, W) with the same O, H, W, "
                          f"got {tuple(candidates.shape)} and {tuple(gt.shape)}")
-    c = candidates.bool().flatten(2)
-    g = gt.bool().flatten(1)[:, None]
-    inter = (c & g).sum(-1).double()
-    union = (c | g).sum(-1).double()
-    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-    rows = torch.arange(c.shape[0], device=c.device)
+    iou = _ious(candidates.flatten(2), gt.flatten(1)[:, None])
+    rows = torch.arange(candidates.shape[0], device=candidates.device)
     return candidates[rows, iou.argmax(1)].bool()

@@ -107,30 +107,33 @@ def demo_datamodule(args: argparse.Namespace, image_size: int):
                                       if getattr(args, "image_first_steps", 0) else None))
 
 
-def freeze_prefixes(model: "torch.nn.Module", prefixes: List[str]) -> int:
-    """Turn off gradients of the parameters whose names start with one of ``prefixes``;
-    returns how many were frozen. A prefix that matches nothing is an error (a typo would
-    otherwise silently train everything)."""
-    count = 0
-    for pre in (p.strip() for p in prefixes):
-        hits = [p for n, p in model.named_parameters() if n.startswith(pre)]
-        if not hits:
-            top = sorted({n.split(".", 1)[0] for n, _ in model.named_parameters()})
-            raise ValueError(f"--freeze: no parameter name starts with {pre!r}; "
-                             f"top-level modules: {top}")
-        for p in hits:
-            p.requires_grad_(False)
-        count += len(hits)
-    return count
-
-
-def _complement(model: "torch.nn.Module", keep: List[str]) -> List[str]:
-    """Full names of the parameters that start with none of ``keep`` (each prefix must match)."""
+def _names_under(model: "torch.nn.Module", prefixes: List[str], flag: str) -> set:
+    """Names of the parameters that start with one of ``prefixes``. A prefix that matches
+    nothing is an error (a typo would otherwise silently train or freeze everything)."""
     names = [n for n, _ in model.named_parameters()]
-    for pre in keep:
-        if not any(n.startswith(pre) for n in names):
-            raise ValueError(f"--train-only: no parameter name starts with {pre!r}")
-    return [n for n in names if not any(n.startswith(pre) for pre in keep)]
+    out = set()
+    for pre in (p.strip() for p in prefixes):
+        hits = [n for n in names if n.startswith(pre)]
+        if not hits:
+            top = sorted({n.split(".", 1)[0] for n in names})
+            raise ValueError(f"{flag}: no parameter name starts with {pre!r}; "
+                             f"top-level modules: {top}")
+        out.update(hits)
+    return out
+
+
+def freeze_prefixes(model: "torch.nn.Module", freeze: List[str],
+                    train_only: Optional[List[str]] = None) -> int:
+    """Turn off gradients of the parameters under ``freeze`` and, with ``train_only``, of
+    every parameter not under it; returns how many parameters were frozen."""
+    frozen = _names_under(model, freeze, "--freeze")
+    if train_only:
+        keep = _names_under(model, train_only, "--train-only")
+        frozen |= {n for n, _ in model.named_parameters() if n not in keep}
+    for n, p in model.named_parameters():
+        if n in frozen:
+            p.requires_grad_(False)
+    return len(frozen)
 
 
 def _scores(res: List[Dict[str, float]]) -> Dict[str, float]:
@@ -162,10 +165,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                            warmup_steps=0, min_lr_ratio=1.0,
                            prompts={"num_correction_clicks": args.corrections},
                            loss_weights={"iou": args.iou_weight})
-    frozen = freeze_prefixes(module.model, [f for f in args.freeze.split(",") if f.strip()])
     keep = [f.strip() for f in args.train_only.split(",") if f.strip()]
-    if keep:
-        frozen += freeze_prefixes(module.model, _complement(module.model, keep))
+    frozen = freeze_prefixes(module.model, [f for f in args.freeze.split(",") if f.strip()], keep)
     if frozen:
         print(f"frozen: {frozen} parameters ({args.freeze or 'all but ' + args.train_only})",
               flush=True)

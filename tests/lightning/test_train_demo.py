@@ -104,3 +104,22 @@ def test_train_demo_vision_lr_and_bad_ema(tmp_path):
     assert any(not torch.equal(a[k], fresh[k]) for k in rest)
     with pytest.raises(ValueError, match=r"--ema must be a decay in \(0, 1\), got 1.5"):
         _tiny(tmp_path / "b.pt", "--max-steps", "1", "--ema", "1.5")
+
+
+def test_freeze_prefixes_train_only_keeps_just_those_parameters():
+    from lightning_module.train_demo import freeze_prefixes
+
+    model = _fresh_nano_model()
+    keep = "sam_mask_decoder.iou_prediction_head"
+    n = freeze_prefixes(model, ["image_encoder"], [keep])
+    trainable = [k for k, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(k.startswith(keep) for k in trainable)
+    assert n == sum(1 for _ in model.parameters()) - len(trainable)
+    with pytest.raises(ValueError, match="--train-only: no parameter name starts with 'nope'"):
+        freeze_prefixes(model, [], ["nope"])
+
+
+def _fresh_nano_model():
+    from lightning_module.module import SAM2FineTuner
+
+    return SAM2FineTuner(model_name="sam2.1_hiera_nano").model
