@@ -87,9 +87,12 @@ def test_train_demo_ema_exports_the_averaged_weights(tmp_path):
     last, ema0, ema1 = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["model"]
                         for n in ("last", "ema0", "ema1"))
     init = _fresh_nano(3)
-    assert _max_diff(last, init) > 1e-3, "3 steps changed nothing"
-    assert _max_diff(ema0, last) < 1e-5  # float32 rounding of the (tiny) average step
-    assert _max_diff(ema1, last) > 1e-4 and _max_diff(ema1, init) > 1e-4
+    moved = _max_diff(last, init)
+    assert moved > 1e-3, "3 steps changed nothing"
+    # separate runs agree only to float32 reduction-order noise (~1e-5 here), so the bounds
+    # are relative to how far 3 steps moved the weights
+    assert _max_diff(ema0, last) < 0.02 * moved
+    assert _max_diff(ema1, last) > 0.1 * moved and _max_diff(ema1, init) > 0.1 * moved
     assert "moving average of the weights (decay 0.999999)" in render_model_card(
         tmp_path / "ema1.pt.json")
 
