@@ -79,7 +79,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "learned)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # checked here so that a bad value fails before a model is built, --eval-only included
+    if args.ema and not 0.0 < args.ema < 1.0:
+        raise ValueError(f"--ema must be a decay in (0, 1), got {args.ema}")
+    return args
 
 
 def demo_datamodule(args: argparse.Namespace, image_size: int):
@@ -161,7 +165,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     # the module's own step schedule is flat here; the Schedule callback below drives the rate
     module = SAM2FineTuner(model_name="sam2.1_hiera_nano", checkpoint=args.init,
                            attention_dropout=args.attention_dropout, lr=args.lr,
-                           vision_lr=(args.vision_lr if args.vision_lr is not None else args.lr), weight_decay=args.weight_decay, layer_decay=1.0,
+                           vision_lr=(args.vision_lr if args.vision_lr is not None else args.lr),
+                           weight_decay=args.weight_decay, layer_decay=1.0,
                            warmup_steps=0, min_lr_ratio=1.0,
                            prompts={"num_correction_clicks": args.corrections},
                            loss_weights={"iou": args.iou_weight})
@@ -231,8 +236,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
     callbacks: List[Any] = [Schedule(), Printer()]
     if args.ema:
-        if not 0.0 < args.ema < 1.0:
-            raise ValueError(f"--ema must be a decay in (0, 1), got {args.ema}")
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
         # validation during the run and the exported file use the averaged weights
