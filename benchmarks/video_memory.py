@@ -66,7 +66,7 @@ def child_ours(model_name: str, frames: int, objects: int, h: int, w: int, devic
 
     from sam2_plugins.configs import get_config
     from sam2_plugins.modeling.sam2 import SAM2Model
-    from sam2_plugins.predictors.session import VideoSession
+    from sam2_plugins.predictors.video.session import VideoSession
 
     torch.manual_seed(0)
     cfg = get_config(model_name)

@@ -240,7 +240,7 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
                 res["ratio_bf16_vs_upstream_default_cpu_time"] = (res["ours_bf16"]["cpu_s"]
                                                                   / res["upstream_fp32"]["cpu_s"])
         # what our default (dtype="auto") resolves to for this model, device and CPU
-        from sam2_plugins.predictors.tracker import tracking_autocast
+        from sam2_plugins.predictors.video.step import tracking_autocast
 
         with tracking_autocast(dev, "auto", image_size):
             auto_bf16 = torch.is_autocast_enabled(dev.type)

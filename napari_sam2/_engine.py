@@ -228,7 +228,7 @@ class SAM2Engine:
                 yield FrameResult(int(fidx), masks, quality)
 
     def _quality(self, q: Any, mask: np.ndarray) -> Quality:
-        """Our flags from the core's per-frame record (``sam2_plugins.predictors.quality``)."""
+        """Our flags from the core's per-frame record (``sam2_plugins.predictors.video.quality``)."""
         if q is None:  # no record: judge from the mask alone
             return Quality(10.0 if mask.any() else -10.0, float("nan"), not mask.any(), False)
         lost = not q.visible or not mask.any()

@@ -25,8 +25,8 @@ _LAZY = {
     "SAM2Model": "sam2_plugins.modeling.sam2",
     "SAM2ImagePredictor": "sam2_plugins.predictors.image",
     "SAM2VideoPredictor": "sam2_plugins.predictors.video",
-    "SAM2AutomaticMaskGenerator": "sam2_plugins.predictors.automatic",
-    "VideoSession": "sam2_plugins.predictors.session",
+    "SAM2AutomaticMaskGenerator": "sam2_plugins.predictors.image",
+    "VideoSession": "sam2_plugins.predictors.video",
     "open_frames": "sam2_plugins.io",
     "pick_device": "sam2_plugins.device",
     "CheckpointError": "sam2_plugins.checkpoints",
@@ -40,10 +40,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .configs import SAM2Config, get_config, list_models
     from .device import pick_device
     from .modeling.sam2 import SAM2Model
-    from .predictors.automatic import SAM2AutomaticMaskGenerator
+    from .predictors.image import SAM2AutomaticMaskGenerator
     from .predictors.image import SAM2ImagePredictor
     from .predictors.video import SAM2VideoPredictor
-    from .predictors.session import VideoSession
+    from .predictors.video import VideoSession
     from .io import open_frames
 
 

@@ -181,7 +181,7 @@ def test_memory_attention_trains_through_sdpa() -> None:
 def test_tracking_autocast_auto_on_cpu(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """dtype="auto" picks bf16 on a CPU only where it has native bf16 dot products."""
     import sam2_plugins.modeling.attention_cpu as acpu
-    from sam2_plugins.predictors.tracker import tracking_autocast
+    from sam2_plugins.predictors.video.step import tracking_autocast
 
     monkeypatch.setattr(acpu, "cpu_has_fast_bf16", lambda: native)
     with tracking_autocast(torch.device("cpu"), "auto"):
@@ -196,7 +196,7 @@ def test_tracking_autocast_auto_on_cpu(native: bool, monkeypatch: pytest.MonkeyP
 def test_auto_dtype_is_bf16_only_on_fast_bf16_cpus_for_large_inputs(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import sam2_plugins.modeling.attention_cpu as ac
-    from sam2_plugins.predictors.tracker import AUTO_BF16_MIN_IMAGE_SIZE, tracking_autocast
+    from sam2_plugins.predictors.video.step import AUTO_BF16_MIN_IMAGE_SIZE, tracking_autocast
     from sam2_plugins.predictors.video import SAM2VideoPredictor
 
     cpu = torch.device("cpu")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_plugins.predictors.amg_utils import (MaskData, batch_iterator, batched_mask_to_box, batched_nms,
+from sam2_plugins.predictors.image.amg_utils import (MaskData, batch_iterator, batched_mask_to_box, batched_nms,
                                                box_xyxy_to_xywh, build_all_layer_point_grids, build_point_grid,
                                                calculate_stability_score, generate_crop_boxes,
                                                is_box_near_crop_edge, nms, uncrop_masks)
@@ -114,7 +114,7 @@ def nano_model():
 
 
 def test_generate_records(nano_model):
-    from sam2_plugins.predictors.automatic import SAM2AutomaticMaskGenerator
+    from sam2_plugins.predictors.image.automatic import SAM2AutomaticMaskGenerator
 
     gen = SAM2AutomaticMaskGenerator(nano_model, points_per_side=4, box_nms_thresh=1.0, **LOW)
     recs = gen.generate(IMG)
@@ -133,7 +133,7 @@ def test_generate_records(nano_model):
 
 
 def test_output_modes_agree(nano_model):
-    from sam2_plugins.predictors.automatic import SAM2AutomaticMaskGenerator
+    from sam2_plugins.predictors.image.automatic import SAM2AutomaticMaskGenerator
 
     outs = {mode: SAM2AutomaticMaskGenerator(nano_model, points_per_side=2, output_mode=mode, **LOW).generate(IMG)
             for mode in ("binary_mask", "uncompressed_rle", "coco_rle")}
@@ -146,7 +146,7 @@ def test_output_modes_agree(nano_model):
 
 
 def test_crops_m2m_and_region_cleanup(nano_model):
-    from sam2_plugins.predictors.automatic import SAM2AutomaticMaskGenerator
+    from sam2_plugins.predictors.image.automatic import SAM2AutomaticMaskGenerator
 
     gen = SAM2AutomaticMaskGenerator(nano_model, points_per_side=4, crop_n_layers=1, use_m2m=True,
                                      min_mask_region_area=10, crop_n_points_downscale_factor=2, **LOW)
@@ -159,7 +159,7 @@ def test_crops_m2m_and_region_cleanup(nano_model):
 
 
 def test_generator_arguments(nano_model):
-    from sam2_plugins.predictors.automatic import SAM2AutomaticMaskGenerator
+    from sam2_plugins.predictors.image.automatic import SAM2AutomaticMaskGenerator
 
     recs = SAM2AutomaticMaskGenerator(nano_model, points_per_side=None, point_grids=[np.array([[0.5, 0.5]])],
                                       multimask_output=False, **LOW).generate(IMG)
@@ -203,7 +203,7 @@ def _upstream_and_ours():
 
     from sam2_plugins.configs import get_config
     from sam2_plugins.modeling.sam2 import SAM2Model
-    from sam2_plugins.predictors.automatic import SAM2AutomaticMaskGenerator
+    from sam2_plugins.predictors.image.automatic import SAM2AutomaticMaskGenerator
 
     import dataclasses
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sam2_plugins.predictors.postprocess import (fill_holes_in_mask_scores, get_connected_components,
+from sam2_plugins.predictors.image.postprocess import (fill_holes_in_mask_scores, get_connected_components,
                                                  remove_small_regions, remove_small_regions_in_logits)
-from sam2_plugins.predictors.preprocess import (IMAGENET_MEAN, IMAGENET_STD, prepare_image_tensor,
+from sam2_plugins.predictors.image.preprocess import (IMAGENET_MEAN, IMAGENET_STD, prepare_image_tensor,
                                                 to_rgb_float)
 
 RNG = np.random.default_rng(0)
@@ -230,7 +230,7 @@ def test_batch_api_matches_single_images(nano_predictor):
 
 
 def test_other_inputs_and_bf16(nano_predictor):
-    from sam2_plugins.predictors.image import HF_MODEL_IDS, SAM2ImagePredictor
+    from sam2_plugins.predictors.image.predictor import HF_MODEL_IDS, SAM2ImagePredictor
 
     p = SAM2ImagePredictor(nano_predictor.model, dtype="bf16")
     p.set_image(Image.fromarray(IMG).convert("L"))

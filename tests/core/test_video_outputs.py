@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_plugins.predictors.quality import FrameQuality, QualityTracker, suggest_correction_frames
-from sam2_plugins.predictors.video_outputs import (apply_non_overlap, binarize, combine_objects,
+from sam2_plugins.predictors.video.quality import FrameQuality, QualityTracker, suggest_correction_frames
+from sam2_plugins.predictors.video.outputs import (apply_non_overlap, binarize, combine_objects,
                                                    davis_palette, masks_to_rles, read_palette_png,
                                                    to_video_res, write_davis_png, write_sav_pngs)
 
@@ -111,7 +111,7 @@ def test_quality_flags_and_suggestions() -> None:
 
 
 def test_fill_holes_small_background_components_only() -> None:
-    from sam2_plugins.predictors.tracker import Tracker
+    from sam2_plugins.predictors.video.step import Tracker
 
     low = torch.full((2, 1, 8, 8), 5.0)
     low[0, 0, 3, 3] = -1.0          # a 1-pixel hole: filled with 0.1

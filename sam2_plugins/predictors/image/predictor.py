@@ -8,7 +8,7 @@ constructor, methods, arguments, attributes (``model``, ``_features``, ``_orig_h
 Differences, all additive:
 
 * images may be ``HxW`` grey, ``HxWx1/3/4``, uint8 / uint16 / other ints / bool / float, numpy,
-  torch or PIL (see :mod:`sam2_plugins.predictors.preprocess` for the normalisation rule); uint8
+  torch or PIL (see :mod:`sam2_plugins.predictors.image.preprocess` for the normalisation rule); uint8
   RGB gives exactly upstream's numbers;
 * hole / sprinkle removal works on CPU and any device (upstream needs a CUDA extension);
 * bf16 autocast on CUDA by default (``dtype="auto"``), fp32 elsewhere;
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..device import autocast_context
+from ...device import autocast_context
 from .postprocess import remove_small_regions_in_logits
 from .preprocess import image_hw, prepare_image_tensor, to_rgb_float
 
@@ -106,7 +106,7 @@ class SAM2ImagePredictor:
         (``"facebook/sam2.1-hiera-tiny"``). ``checkpoint`` (default ``"download"``), ``device``
         and ``apply_postprocessing`` go to ``build_sam2``; other keywords to the predictor.
         """
-        from ..build import build_sam2
+        from ...build import build_sam2
 
         name = HF_MODEL_IDS.get(model_id, model_id)
         build_kw = {k: kwargs.pop(k) for k in ("checkpoint", "device", "apply_postprocessing", "progress")

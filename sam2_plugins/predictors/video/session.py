@@ -31,12 +31,13 @@ from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping,
 import numpy as np
 import torch
 
-from sam2_plugins.predictors.memory import FrameFeed, MemoryBank
-from sam2_plugins.predictors.quality import FrameQuality, QualityTracker
-from sam2_plugins.predictors.state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs,
+from .bank import MemoryBank
+from .frames import FrameFeed
+from .quality import FrameQuality, QualityTracker
+from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs,
                                            parse_point_prompt, prepare_mask_prompt)
-from sam2_plugins.predictors.tracker import Tracker, tracking_autocast
-from sam2_plugins.predictors.video_outputs import apply_non_overlap, binarize, to_video_res
+from .step import Tracker, tracking_autocast
+from .outputs import apply_non_overlap, binarize, to_video_res
 
 __all__ = ["VideoSession", "FrameResult"]
 
@@ -52,7 +53,7 @@ class FrameResult:
         frame_idx: index of the frame in the stream (0-based).
         obj_ids: object ids, in row order of ``mask_logits``.
         mask_logits: (N, 1, H, W) float32 logits at the frame's own size (> 0: object).
-        quality: obj_id -> :class:`~sam2_plugins.predictors.quality.FrameQuality`.
+        quality: obj_id -> :class:`~sam2_plugins.predictors.video.quality.FrameQuality`.
     """
 
     frame_idx: int
@@ -89,7 +90,7 @@ class VideoSession:
             builder); None leaves the model as it is.
         dtype: ``"auto"`` (default: bf16 autocast on CUDA, and on CPUs with native bf16 dot
             products for inputs of 512² and up; float32 otherwise; see
-            :func:`~sam2_plugins.predictors.tracker.tracking_autocast`), None for float32
+            :func:`~sam2_plugins.predictors.video.step.tracking_autocast`), None for float32
             (upstream's numerics), or ``torch.bfloat16`` / ``"bf16"`` to force bf16.
         quality_window: frames of quality records kept (older ones are dropped).
     """

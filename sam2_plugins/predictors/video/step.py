@@ -3,7 +3,7 @@
 Upstream's predictor runs every object through ``track_step`` with batch size 1 (cost
 E + M·n). Here the objects tracked on a frame go through the heavy parts together:
 
-* image encoder: once per frame (cached by :class:`~sam2_plugins.predictors.memory.FrameFeed`);
+* image encoder: once per frame (cached by :class:`~sam2_plugins.predictors.video.frames.FrameFeed`);
 * memory attention: objects whose memories have the same token layout (number of spatial
   memories and of pointer tokens) are one batch; the memories themselves, their temporal
   encodings and pointer positions stay per object, so semantics are exactly per object
@@ -25,8 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sam2_plugins.predictors.memory import FrameFeatures, MemoryBank
-from sam2_plugins.predictors.state import FrameOutput, PointInputs
+from .bank import MemoryBank
+from .frames import FrameFeatures
+from .state import FrameOutput, PointInputs
 
 __all__ = ["Tracker", "get_1d_sine_pe", "MEMORY_DTYPE", "tracking_autocast",
            "AUTO_BF16_MIN_IMAGE_SIZE"]

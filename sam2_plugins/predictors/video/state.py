@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sam2_plugins.predictors.memory import FrameFeed, MemoryBank
+    from .bank import MemoryBank
+    from .frames import FrameFeed
 
 __all__ = ["NO_OBJ_SCORE", "PointInputs", "FrameOutput", "ObjectState", "VideoState", "parse_point_prompt",
            "prepare_mask_prompt"]
@@ -117,7 +118,7 @@ class ObjectState:
 
 @dataclass
 class VideoState:
-    """All state of one video session of :class:`~sam2_plugins.predictors.video.SAM2VideoPredictor`.
+    """All state of one video session of :class:`~sam2_plugins.predictors.video.predictor.SAM2VideoPredictor`.
 
     Attributes:
         frames: the lazy frame provider (decodes and normalises on demand, caches features).

@@ -2,7 +2,7 @@
 
 Drop-in compatible with upstream's ``sam2.automatic_mask_generator.SAM2AutomaticMaskGenerator``
 (same parameters, defaults and output records), without torchvision, pycocotools or cv2:
-box NMS is :func:`~sam2_plugins.predictors.amg_utils.batched_nms`, COCO RLE is
+box NMS is :func:`~sam2_plugins.predictors.image.amg_utils.batched_nms`, COCO RLE is
 :func:`sam2_plugins.rle.encode_coco_rle`.
 
 Pipeline per crop (layer 0 = the whole image; ``crop_n_layers`` adds 2x2, 4x4, ... crops):
@@ -27,12 +27,12 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..rle import encode_coco_rle, masks_to_rle_torch, rle_area, rle_to_mask
+from ...rle import encode_coco_rle, masks_to_rle_torch, rle_area, rle_to_mask
 from .amg_utils import (MaskData, batch_iterator, batched_mask_to_box, batched_nms, box_area,
                         box_xyxy_to_xywh, build_all_layer_point_grids, calculate_stability_score,
                         generate_crop_boxes, is_box_near_crop_edge, uncrop_boxes_xyxy, uncrop_masks,
                         uncrop_points)
-from .image import SAM2ImagePredictor
+from .predictor import SAM2ImagePredictor
 from .postprocess import remove_small_regions
 from .preprocess import to_rgb_float
 
@@ -118,8 +118,8 @@ class SAM2AutomaticMaskGenerator:
         ``checkpoint`` (default ``"download"``), ``device``, ``apply_postprocessing`` and
         ``progress`` go to ``build_sam2``; the rest to the generator.
         """
-        from ..build import build_sam2
-        from .image import HF_MODEL_IDS
+        from ...build import build_sam2
+        from .predictor import HF_MODEL_IDS
 
         name = HF_MODEL_IDS.get(model_id, model_id)
         build_kw = {k: kwargs.pop(k) for k in ("checkpoint", "device", "apply_postprocessing", "progress")

@@ -9,7 +9,7 @@ semantics, but it wraps the model instead of being it, and:
   frames' image features are cached, instead of all frames decoded up front;
 * with ``bounded_memory=True`` (default) spatial memories a later frame of the current pass
   cannot read are dropped, and recomputed from the kept mask if another pass needs them;
-* the objects tracked on a frame are batched (see :mod:`sam2_plugins.predictors.tracker`);
+* the objects tracked on a frame are batched (see :mod:`sam2_plugins.predictors.video.step`);
 * ``propagate_in_video(direction="both")`` and per-frame quality signals (``state.quality``).
 
 Masks come back as upstream's: ``(num_objects, 1, H, W)`` float32 logits at the video's size,
@@ -26,12 +26,13 @@ from typing import Any, ContextManager, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 
-from sam2_plugins.predictors.memory import FrameFeatures, FrameFeed, MemoryBank
-from sam2_plugins.predictors.quality import QualityTracker
-from sam2_plugins.predictors.state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, VideoState,
+from .bank import MemoryBank
+from .frames import FrameFeatures, FrameFeed
+from .quality import QualityTracker
+from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, VideoState,
                                            parse_point_prompt, prepare_mask_prompt)
-from sam2_plugins.predictors.tracker import Tracker, tracking_autocast
-from sam2_plugins.predictors.video_outputs import to_video_res
+from .step import Tracker, tracking_autocast
+from .outputs import to_video_res
 
 __all__ = ["SAM2VideoPredictor"]
 
@@ -59,7 +60,7 @@ class SAM2VideoPredictor:
         dtype: ``"auto"`` (default): bf16 autocast on CUDA, and on CPUs with native bf16 dot
             products for inputs of 512² and up (about twice as fast there; mask IoU against
             float32 ≥ 0.99 measured), float32 otherwise; see
-            :func:`~sam2_plugins.predictors.tracker.tracking_autocast`. None: float32,
+            :func:`~sam2_plugins.predictors.video.step.tracking_autocast`. None: float32,
             upstream's numerics (what the parity tests use). ``torch.bfloat16`` / ``"bf16"``:
             always bf16.
     """
