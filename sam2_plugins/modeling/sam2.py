@@ -330,9 +330,12 @@ class SAM2Model(nn.Module):
             feats = (feats + emb).to(feats.dtype)
         return feats, pos
 
-    def _apply_non_overlapping_constraints(self, pred_masks: Tensor) -> Tensor:
-        """Per pixel, keep only the top object's logit; clamp the others to <= -10."""
+    def apply_non_overlapping_constraints(self, pred_masks: Tensor) -> Tensor:
+        """Per pixel, keep only the top object's logit of ``(N, 1, H, W)`` logits; clamp the
+        others to <= -10."""
         return apply_non_overlapping_constraints(pred_masks)
+
+    _apply_non_overlapping_constraints = apply_non_overlapping_constraints  # upstream's name
 
     # ------------------------------------------------------------------ memory conditioning
     def _prepare_memory_conditioned_features(

@@ -244,7 +244,7 @@ class SAM2VideoPredictor:
             if o is not None:
                 out[i:i + 1] = to_video_res(o.pred_masks.to(state.device), H, W)
         if self.non_overlap_masks:
-            out = self.model._apply_non_overlapping_constraints(out)
+            out = self._apply_non_overlapping_constraints(out)
         return out
 
     # ---- propagation -----------------------------------------------------------------------
@@ -379,7 +379,7 @@ class SAM2VideoPredictor:
         all_masks = torch.cat(masks, dim=0)
         video = to_video_res(all_masks, state.video_height, state.video_width)
         if self.non_overlap_masks:
-            video = self.model._apply_non_overlapping_constraints(video)
+            video = self._apply_non_overlapping_constraints(video)
         return video
 
     # ---- editing ---------------------------------------------------------------------------
@@ -438,6 +438,11 @@ class SAM2VideoPredictor:
         _check_state(inference_state)
         inference_state.objects.clear()
         inference_state.constants["quality"] = QualityTracker()
+
+    def _apply_non_overlapping_constraints(self, pred_masks: torch.Tensor) -> torch.Tensor:
+        """Upstream's name, called by its ``tools/vos_inference.py``: per pixel, keep only the
+        top object's logit of ``(num_objects, 1, H, W)`` logits; the others are clamped to <= -10."""
+        return self.model.apply_non_overlapping_constraints(pred_masks)
 
     # ---- extras ----------------------------------------------------------------------------
     def quality(self, inference_state: VideoState) -> QualityTracker:
