@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.video_speed [--model sam2.1_hiera_tiny] [--frames 16] [--objects 3]
 [--scaling 1 3 10] [--scaling-frames 6] [--image-size 1024] [--device cpu] [--threads N]
-[--no-upstream] [--no-bf16] [--iou-video PATH] [--iou-frames 6] [--json out.json]``
+[--no-upstream] [--no-bf16] [--iou-video PATH] [--iou-frames 6] [--compiled] [--json out.json]``
 
 * **ours vs upstream** (same random weights: upstream's, loaded strictly into ours; the same
   JPEG folder): ``init_state`` + one click per object on frame 0 + ``propagate_in_video``,
@@ -18,6 +18,9 @@
   (``dtype="auto"``: bf16 on CPUs with native bf16 from 512² inputs, else fp32) to upstream's.
 * **scaling**: ours with 1 / 3 / 10 objects (time per frame, and the ratio to 1 object), with
   ``dtype="auto"`` (bf16 on CUDA and on CPUs with native bf16 dot products, else fp32).
+* **compiled** (``--compiled``): ours in fp32 with ``compile=True`` beside the eager fp32 run
+  (after one untimed session that compiles), its ratio to upstream, and the mask IoU against
+  eager.
 * on CUDA, FPS = tracked frames per second of ``propagate_in_video`` (after a warm-up).
 
 The whole thing is heavy on a CPU (tiny at 1024² takes seconds per frame): ``--frames 4
@@ -189,7 +192,8 @@ def build(name: str, image_size: int, dev: torch.device, upstream: bool) -> Tupl
 def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
         scaling: Sequence[int] = (1, 3, 10), scaling_frames: int = 6, image_size: int = 1024,
         device: str = "cpu", threads: Optional[int] = None, upstream: bool = True,
-        bf16: bool = True, iou_video: Optional[str] = None, iou_frames: int = 6) -> Dict[str, Any]:
+        bf16: bool = True, iou_video: Optional[str] = None, iou_frames: int = 6,
+        compiled: bool = False, compile_backend: str = "inductor") -> Dict[str, Any]:
     from sam2_plugins.modeling.attention_cpu import cpu_has_fast_bf16
     from sam2_plugins.predictors.video import SAM2VideoPredictor
 
@@ -222,18 +226,22 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
                 hd.remove()
             if bf16 and dev.type == "cuda":
                 res["upstream_bf16"], _ = session(ref, vid, objects, dev, bf)
-        ours32.tracker.timed, ours32.tracker.stats = True, {}
+        ours32.engine.timed, ours32.engine.stats = True, {}
         res["ours_fp32"], m32 = session(ours32, vid, objects, dev, null)
-        res["ours_fp32_stages_s"] = dict(ours32.tracker.stats)
+        res["ours_fp32_stages_s"] = dict(ours32.engine.stats)
+        if compiled:
+            res.update(compiled_run(net, vid, objects, dev, null, m32, compile_backend))
         if bf16:
             ours_bf = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0, dtype="bf16")
-            ours_bf.tracker.timed, ours_bf.tracker.stats = True, {}
+            ours_bf.engine.timed, ours_bf.engine.stats = True, {}
             res["ours_bf16"], mbf = session(ours_bf, vid, objects, dev, null)
-            res["ours_bf16_stages_s"] = dict(ours_bf.tracker.stats)
+            res["ours_bf16_stages_s"] = dict(ours_bf.engine.stats)
             res["iou_bf16_vs_fp32"] = mean_iou(m32, mbf)
         if ref is not None:
             up = res["upstream_fp32"]["total_s"]
             res["ratio_fp32"] = res["ours_fp32"]["total_s"] / up
+            if compiled:
+                res["ratio_compiled_fp32"] = res["ours_compiled_fp32"]["total_s"] / up
             res["ratio_fp32_cpu_time"] = res["ours_fp32"]["cpu_s"] / res["upstream_fp32"]["cpu_s"]
             if bf16:
                 res["ratio_bf16_vs_upstream_default"] = res["ours_bf16"]["total_s"] / up
@@ -270,20 +278,39 @@ def run(model: str = "sam2.1_hiera_tiny", frames: int = 16, objects: int = 3,
     return res
 
 
+def compiled_run(net: torch.nn.Module, vid: str, objects: int, dev: torch.device, ctx: Callable[[], Any],
+                 eager_masks: Dict[int, torch.Tensor], backend: str = "inductor") -> Dict[str, Any]:
+    """Ours with ``compile=True`` (fp32), beside the eager fp32 run: a first session compiles
+    (its wall time is reported as ``compile_warmup_s``), the second is timed."""
+    from sam2_plugins.predictors.video import SAM2VideoPredictor
+
+    comp = SAM2VideoPredictor(net, apply_postprocessing=True, fill_hole_area=0, dtype=None, compile=True,
+                              compile_backend=backend)
+    t0 = time.perf_counter()
+    session(comp, vid, objects, dev, ctx)
+    out: Dict[str, Any] = {"compile_warmup_s": time.perf_counter() - t0}
+    comp.engine.timed, comp.engine.stats = True, {}
+    out["ours_compiled_fp32"], masks = session(comp, vid, objects, dev, ctx)
+    out["ours_compiled_fp32_stages_s"] = dict(comp.engine.stats)
+    out["iou_compiled_vs_eager"] = mean_iou(eager_masks, masks)
+    return out
+
+
 def print_report(r: Dict[str, Any]) -> None:
     print(f"{r['model']} at {r['image_size']}², {r['objects']} objects, {r['frames']} frames, "
           f"{r['device']} ({r['threads']} threads, torch {r['torch']})")
-    for key in ("upstream_fp32", "upstream_bf16", "ours_fp32", "ours_bf16"):
+    for key in ("upstream_fp32", "upstream_bf16", "ours_fp32", "ours_compiled_fp32", "ours_bf16"):
         if key in r:
             t = r[key]
             print(f"  {key:>14}: total {t['total_s']:7.2f} s, cpu {t['cpu_s']:7.2f} s (init {t['init_s']:.2f}, prompts "
                   f"{t['prompts_s']:.2f}, propagate {t['propagate_s']:.2f}; {t['propagate_fps']:.2f} fps)")
     for key in ("ratio_default_vs_upstream_default", "ours_default_dtype", "ratio_fp32",
                 "ratio_fp32_cpu_time", "ratio_bf16_vs_upstream_default",
-                "ratio_bf16_vs_upstream_default_cpu_time", "iou_bf16_vs_fp32"):
+                "ratio_bf16_vs_upstream_default_cpu_time", "iou_bf16_vs_fp32", "ratio_compiled_fp32",
+                "iou_compiled_vs_eager", "compile_warmup_s"):
         if key in r:
             print(f"  {key}: {r[key]:.3f}" if isinstance(r[key], float) else f"  {key}: {r[key]}")
-    for key in ("upstream_fp32_stages_s", "ours_fp32_stages_s", "ours_bf16_stages_s"):
+    for key in ("upstream_fp32_stages_s", "ours_fp32_stages_s", "ours_compiled_fp32_stages_s", "ours_bf16_stages_s"):
         if key in r:
             print(f"  {key}: " + ", ".join(f"{k} {v:.2f}" for k, v in r[key].items()))
     if "sample_video" in r:
@@ -312,6 +339,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--iou-video", default="default",
                     help="real video for the bf16-vs-fp32 IoU ('default': the shared sample, 'none': skip)")
     ap.add_argument("--iou-frames", type=int, default=6)
+    ap.add_argument("--compiled", action="store_true",
+                    help="also time ours with compile=True (torch.compile of the image encoder and the step)")
+    ap.add_argument("--compile-backend", default="inductor")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if not a.scaling:
@@ -319,7 +349,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     iou_video = default_iou_video() if a.iou_video == "default" else (
         None if a.iou_video.lower() == "none" else a.iou_video)
     r = run(a.model, a.frames, a.objects, a.scaling, a.scaling_frames, a.image_size, a.device,
-            a.threads, not a.no_upstream, not a.no_bf16, iou_video, a.iou_frames)
+            a.threads, not a.no_upstream, not a.no_bf16, iou_video, a.iou_frames, a.compiled,
+            a.compile_backend)
     print_report(r)
     if a.json:
         with open(a.json, "w") as f:

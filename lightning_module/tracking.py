@@ -1,10 +1,18 @@
 """Differentiable clip forward through SAM 2's memory, with simulated prompts and corrections.
 
-This is the training loop of upstream ``SAM2Train.forward`` written against the model API that
-both our :class:`~sam2_plugins.modeling.sam2.SAM2Model` and upstream ``SAM2Base`` expose
-(``forward_image``, ``_prepare_backbone_features``, ``_track_step``, ``_forward_sam_heads``,
-``_encode_new_memory``). Every object is one batch row: the backbone runs once per image and
-its features are gathered per object.
+This is the training loop of upstream ``SAM2Train.forward``, run on the same tracking engine as
+the video predictor (:class:`~sam2_plugins.predictors.video.step.TrackingStep` and its memory
+bank): every object is one row of one memory bank, the backbone runs once per image and its
+features are gathered per object. Training and inference differ only by arguments:
+
+* in training mode prompts are simulated (clicks from the ground truth, corrections) and
+  prompted frames are encoded into memory from the decoder's full-resolution mask, in the
+  encoder's dtype, as upstream's training does;
+* in eval mode (validation) the clip is tracked exactly as ``SAM2VideoPredictor`` with its
+  defaults tracks it: prompted frames are encoded from their hole-filled low-resolution mask
+  once prompting is done, masks of point prompts are binarised for the memory, memories are
+  stored in bf16 and returned masks have holes up to ``fill_hole_area`` filled. Validation
+  scores are therefore what a user gets at inference.
 """
 
 from __future__ import annotations
@@ -16,12 +24,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .prompts import PointInputs, PromptConfig, PromptPlan, concat_points, sample_error_points
+from sam2_plugins.predictors.video.bank import MemoryBank
+from sam2_plugins.predictors.video.entry import PointInputs as StepPoints
+from sam2_plugins.predictors.video.frames import FrameFeatures
+from sam2_plugins.predictors.video.step import MEMORY_DTYPE, TrackingStep
 
-__all__ = ["ClipBatch", "use_multimask", "forward_clip", "predict_first_click",
-           "drop_inference_caches"]
+from .prompts import PromptConfig, PromptPlan, concat_points, sample_error_points
 
-FrameOutput = Dict[str, Any]
+__all__ = ["ClipBatch", "forward_clip", "predict_first_click", "drop_inference_caches"]
+
+ClipFrameOutput = Dict[str, Any]
+"""One frame's outputs of :func:`forward_clip` (the loss reads them), a dict as upstream's."""
 
 
 @dataclass
@@ -68,15 +81,6 @@ class ClipBatch:
                          self.obj_to_clip.to(device), list(self.names))
 
 
-def use_multimask(model: nn.Module, is_init_cond_frame: bool,
-                  point_inputs: Optional[PointInputs]) -> bool:
-    """SAM 2's rule: several masks for 0..1 clicks (on cond frames, or when tracking allows)."""
-    n = 0 if point_inputs is None else int(point_inputs["point_labels"].shape[1])
-    return bool(model.multimask_output_in_sam
-                and (is_init_cond_frame or model.multimask_output_for_tracking)
-                and model.multimask_min_pt_num <= n <= model.multimask_max_pt_num)
-
-
 _LAZY_CACHES = ("_rope_cos", "_rope_sin")
 
 
@@ -97,81 +101,116 @@ def drop_inference_caches(model: nn.Module) -> int:
     return n
 
 
-def _backbone(model: nn.Module, images: torch.Tensor):
-    T, B = images.shape[:2]
-    out = model.forward_image(images.flatten(0, 1))
-    _, feats, pos, sizes = model._prepare_backbone_features(out)
-    return feats, pos, sizes
+def _backbone(model: nn.Module, images: torch.Tensor, one_by_one: bool = False) -> FrameFeatures:
+    """Image features of (T, B, 3, S, S) images: one row per image (T * B rows).
+
+    ``one_by_one`` encodes each image alone, as the video predictor does (a batched encoder is
+    not bit-identical to single images, and stored bf16 memories would amplify the difference).
+    """
+    flat = images.flatten(0, 1)
+    if one_by_one:
+        parts = [model.prepare_backbone_features(model.forward_image(flat[i:i + 1]))[1:] for i in range(len(flat))]
+        feats = [torch.cat([p[0][k] for p in parts], 1) for k in range(len(parts[0][0]))]
+        pos = [torch.cat([p[1][k] for p in parts], 1) for k in range(len(parts[0][1]))]
+        sizes = parts[0][2]
+    else:
+        _, feats, pos, sizes = model.prepare_backbone_features(model.forward_image(flat))
+    return FrameFeatures(vision_feats=list(feats), vision_pos=pos[-1], feat_sizes=list(sizes))
+
+
+def _rows(feats: FrameFeatures, ids: torch.Tensor, one_image: Optional[int] = None) -> FrameFeatures:
+    """The features of the images ``ids`` (one row per object). When every object is on the
+    same image (``one_image``), its features are broadcast as the video predictor does, so the
+    memory attention shares their first self-attention exactly as it does there."""
+    if one_image is not None:
+        n, i = len(ids), one_image
+        return FrameFeatures(vision_feats=[x[:, i:i + 1].expand(-1, n, -1) for x in feats.vision_feats],
+                             vision_pos=feats.vision_pos[:, i:i + 1].expand(-1, n, -1), feat_sizes=feats.feat_sizes)
+    return FrameFeatures(vision_feats=[x[:, ids] for x in feats.vision_feats], vision_pos=feats.vision_pos[:, ids],
+                         feat_sizes=feats.feat_sizes)
+
+
+def inference_step(model: nn.Module, fill_hole_area: int = 8, binarize_prompted: bool = True) -> TrackingStep:
+    """The step configured as ``SAM2VideoPredictor``'s defaults (upstream's video builder)."""
+    return TrackingStep(model, memory_dtype=MEMORY_DTYPE, binarize_prompted=binarize_prompted,
+                        fill_hole_area=fill_hole_area)
 
 
 def forward_clip(model: nn.Module, batch: ClipBatch, plan: PromptPlan, cfg: PromptConfig,
-                 rng: np.random.Generator) -> List[FrameOutput]:
+                 rng: np.random.Generator, *, fill_hole_area: int = 8,
+                 binarize_prompted: bool = True) -> List[ClipFrameOutput]:
     """Track the objects of ``batch`` through all frames with the prompts of ``plan``.
 
     Conditioning frames are processed first (mask prompts go straight to memory, clicks / boxes
     through the SAM heads), then the other frames in order, each reading the memory of the
     frames processed before it. On the frames in ``plan.frames_to_correct`` the model gets
     ``cfg.num_correction_clicks`` extra clicks, one at a time, each with its previous low-res
-    logits as mask prompt.
+    logits as mask prompt. In eval mode the clip is tracked as the video predictor tracks it
+    (see the module docstring; ``fill_hole_area`` and ``binarize_prompted`` as its arguments).
 
     Returns:
         One dict per frame (frame order) with ``multistep_pred_multimasks_high_res`` (list of
         (O, M, S, S) logits), ``multistep_pred_ious`` (list of (O, M)),
         ``multistep_object_score_logits`` (list of (O, 1)), and the final ``pred_masks``
-        (O, 1, S/4, S/4), ``pred_masks_high_res`` (O, 1, S, S), ``object_score_logits``.
+        (O, 1, S/4, S/4), ``pred_masks_high_res`` (O, 1, S, S), ``object_score_logits``. In eval
+        mode ``pred_masks`` is hole-filled and ``pred_masks_high_res`` its bilinear upsampling
+        (what the predictor returns at an S x S video size).
     """
     T, B = batch.images.shape[:2]
+    inference = not model.training
     if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
         drop_inference_caches(model)
-    feats, pos, sizes = _backbone(model, batch.images)
+    step = (inference_step(model, fill_hole_area, binarize_prompted) if inference
+            else TrackingStep(model, memory_dtype=None))
+    feats = _backbone(model, batch.images, one_by_one=inference)
     gt = batch.masks
-    output_dict: Dict[str, Dict[int, FrameOutput]] = {"cond_frame_outputs": {},
-                                                       "non_cond_frame_outputs": {}}
+    bank = MemoryBank(rows=batch.num_objects)
     for t in plan.processing_order:
-        ids = t * B + batch.obj_to_clip
-        cur_feats = [x[:, ids] for x in feats]
-        cur_pos = [x[:, ids] for x in pos]
+        cur = _rows(feats, t * B + batch.obj_to_clip, t if B == 1 else None)
         is_cond = t in plan.init_cond_frames
         point_inputs = plan.point_inputs.get(t)
         mask_inputs = plan.mask_inputs.get(t)
-        out, sam_out, hi_feats, pix_feat = model._track_step(
-            t, is_cond, cur_feats, cur_pos, sizes, point_inputs, mask_inputs, output_dict, T,
-            False, None)
-        low_multi, high_multi, ious, low, high, obj_ptr, score = sam_out
-        steps_masks, steps_ious, steps_scores = [high_multi], [ious], [score]
+        pred = step.predict(t, cur, [bank], num_frames=T, is_init_cond_frame=is_cond,
+                            point_inputs=StepPoints.from_dict(point_inputs), mask_inputs=mask_inputs)
+        sam = pred.sam
+        steps = [sam]
         if t in plan.frames_to_correct:
             for _ in range(cfg.num_correction_clicks):
                 from_gt = model.training and rng.random() < cfg.prob_click_from_gt
-                pred = None if from_gt else (high > 0)
-                coords, labels = sample_error_points(gt[t][:, None], pred)
+                coords, labels = sample_error_points(gt[t][:, None], None if from_gt else (sam.high_res_masks > 0))
                 point_inputs = concat_points(point_inputs, coords, labels)
-                multi = use_multimask(model, is_cond, point_inputs)
                 # the previous logits go back in as the mask prompt, as in interactive use
-                sam_out = model._forward_sam_heads(
-                    backbone_features=pix_feat, point_inputs=point_inputs, mask_inputs=low,
-                    high_res_features=hi_feats, multimask_output=multi)
-                low_multi, high_multi, ious, low, high, obj_ptr, score = sam_out
-                steps_masks.append(high_multi)
-                steps_ious.append(ious)
-                steps_scores.append(score)
-        out["multistep_pred_multimasks_high_res"] = steps_masks
-        out["multistep_pred_ious"] = steps_ious
-        out["multistep_object_score_logits"] = steps_scores
-        out["pred_masks"] = low
-        out["pred_masks_high_res"] = high
-        out["obj_ptr"] = obj_ptr
-        out["object_score_logits"] = score
-        out["point_inputs"] = point_inputs
+                pred = step.refine(pred, StepPoints.from_dict(point_inputs), sam.low_res_masks, is_cond)
+                sam = pred.sam
+                steps.append(sam)
+        out: ClipFrameOutput = {
+            "multistep_pred_multimasks_high_res": [s.high_res_multimasks for s in steps],
+            "multistep_pred_ious": [s.ious for s in steps],
+            "multistep_object_score_logits": [s.object_score_logits for s in steps],
+            "pred_masks": sam.low_res_masks, "pred_masks_high_res": sam.high_res_masks,
+            "obj_ptr": sam.obj_ptr, "object_score_logits": sam.object_score_logits,
+            "point_inputs": point_inputs, "mask_inputs": mask_inputs}
+        prompted = point_inputs is not None or mask_inputs is not None
+        if inference:
+            low = step.fill_holes(sam.low_res_masks.float())
+            out["pred_masks"], out["pred_masks_high_res"] = low, step.upsample(low)
         if model.num_maskmem > 0:
-            mem, mem_pos = model._encode_new_memory(cur_feats, sizes, high, score,
-                                                    point_inputs is not None)
+            if inference and prompted:
+                mem, pos = step.memorize_prompted(cur, low, sam.object_score_logits)
+                out["maskmem_pos_enc"] = [pos]
+            elif inference:
+                mem, pos = step.memorize(cur, sam.high_res_masks, sam.object_score_logits, from_points=False)
+                out["maskmem_pos_enc"] = [pos]
+            else:
+                mem, pos_list = step.encode_memory(cur, sam.high_res_masks, sam.object_score_logits,
+                                                   from_points=point_inputs is not None)
+                out["maskmem_pos_enc"] = pos_list
             out["maskmem_features"] = mem
-            out["maskmem_pos_enc"] = mem_pos
         else:
             out["maskmem_features"] = out["maskmem_pos_enc"] = None
         as_cond = is_cond or (cfg.add_corrected_as_cond and t in plan.frames_to_correct)
-        output_dict["cond_frame_outputs" if as_cond else "non_cond_frame_outputs"][t] = out
-    merged = {**output_dict["cond_frame_outputs"], **output_dict["non_cond_frame_outputs"]}
+        (bank.cond if as_cond else bank.non_cond)[t] = out
+    merged = {**bank.cond, **bank.non_cond}
     return [merged[t] for t in range(T)]
 
 
@@ -189,13 +228,8 @@ def predict_first_click(model: nn.Module, batch: ClipBatch, coords: torch.Tensor
         with ``return_all``, ``(that, (O, M, S, S) candidate logits, (O, M) predicted IoUs)``
         (M = 3 for one click).
     """
-    feats, pos, sizes = _backbone(model, batch.images[frame:frame + 1])
-    ids = batch.obj_to_clip
-    cur_feats = [x[:, ids] for x in feats]
-    cur_pos = [x[:, ids] for x in pos]
-    point_inputs = {"point_coords": coords, "point_labels": labels}
-    output_dict: Dict[str, Dict[int, FrameOutput]] = {"cond_frame_outputs": {},
-                                                       "non_cond_frame_outputs": {}}
-    _, sam_out, _, _ = model._track_step(0, True, cur_feats, cur_pos, sizes, point_inputs, None,
-                                         output_dict, 1, False, None)
-    return (sam_out[4], sam_out[1], sam_out[2]) if return_all else sam_out[4]
+    feats = _rows(_backbone(model, batch.images[frame:frame + 1]), batch.obj_to_clip)
+    step = TrackingStep(model, memory_dtype=None)
+    sam = step.predict(0, feats, [MemoryBank(rows=batch.num_objects)], num_frames=1, is_init_cond_frame=True,
+                       point_inputs=StepPoints(coords, labels)).sam
+    return (sam.high_res_masks, sam.high_res_multimasks, sam.ious) if return_all else sam.high_res_masks

@@ -12,7 +12,7 @@ from sam2_plugins.configs import get_config
 from sam2_plugins.modeling.rope import (RoPEAttention, apply_rotary_enc, compute_axial_cis,
                                         compute_axial_cos_sin)
 from sam2_plugins.modeling.sam2 import NO_OBJ_SCORE, SAM2Model
-from sam2_plugins.modeling.tracking_utils import (get_1d_sine_pe, non_cond_memory_frame_indices,
+from sam2_plugins.modeling.rules import (get_1d_sine_pe, memory_slot_frames,
                                                   select_closest_cond_frames,
                                                   select_object_pointers)
 
@@ -210,10 +210,10 @@ def test_rope_attention_excludes_pointer_tokens_and_regrids() -> None:
 
 
 def test_selection_helpers() -> None:
-    assert non_cond_memory_frame_indices(10, 7) == {1: 4, 2: 5, 3: 6, 4: 7, 5: 8, 6: 9}
-    assert non_cond_memory_frame_indices(10, 7, reverse=True) == {
+    assert memory_slot_frames(10, 7) == {1: 4, 2: 5, 3: 6, 4: 7, 5: 8, 6: 9}
+    assert memory_slot_frames(10, 7, reverse=True) == {
         1: 16, 2: 15, 3: 14, 4: 13, 5: 12, 6: 11}
-    assert non_cond_memory_frame_indices(20, 4, stride=5) == {1: 10, 2: 15, 3: 19}
+    assert memory_slot_frames(20, 4, stride=5) == {1: 10, 2: 15, 3: 19}
     cond = {0: "a", 5: "b", 9: "c", 20: "d"}
     sel, unsel = select_closest_cond_frames(10, cond, 2)
     assert sorted(sel) == [9, 20] and sorted(unsel) == [0, 5]
@@ -221,7 +221,7 @@ def test_selection_helpers() -> None:
     ptr = lambda v: {"obj_ptr": torch.full((1, 4), float(v))}  # noqa: E731
     got = select_object_pointers(5, {0: ptr(0), 8: ptr(8)}, {}, {4: ptr(4), 2: ptr(2)},
                                  max_obj_ptrs=4, num_frames=10, signed=True)
-    assert [(d, float(p[0, 0])) for d, p in got] == [(5, 0.0), (1, 4.0), (3, 2.0)]
+    assert [(d, float(p["obj_ptr"][0, 0])) for d, p in got] == [(5, 0.0), (1, 4.0), (3, 2.0)]
     pe = get_1d_sine_pe(torch.tensor([0.0, 0.5]), 8)
     assert pe.shape == (2, 8) and torch.allclose(pe[0], torch.tensor([0.0] * 4 + [1.0] * 4))
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sam2_plugins.predictors.video.quality import FrameQuality, QualityTracker, suggest_correction_frames
-from sam2_plugins.predictors.video.outputs import (apply_non_overlap, binarize, combine_objects,
+from sam2_plugins.modeling.rules import apply_non_overlapping_constraints as apply_non_overlap
+from sam2_plugins.predictors.video.outputs import (binarize, combine_objects,
                                                    davis_palette, masks_to_rles, read_palette_png,
                                                    to_video_res, write_davis_png, write_sav_pngs)
 
@@ -111,12 +112,11 @@ def test_quality_flags_and_suggestions() -> None:
 
 
 def test_fill_holes_small_background_components_only() -> None:
-    from sam2_plugins.predictors.video.step import Tracker
+    from sam2_plugins.predictors.image.postprocess import fill_holes_in_mask_scores
 
     low = torch.full((2, 1, 8, 8), 5.0)
     low[0, 0, 3, 3] = -1.0          # a 1-pixel hole: filled with 0.1
     low[0, 0, :, 0] = -1.0          # an 8-pixel background strip: kept
-    out = Tracker(torch.nn.Identity(), fill_hole_area=4).fill_holes(low)
+    out = fill_holes_in_mask_scores(low, 4)
     assert abs(float(out[0, 0, 3, 3]) - 0.1) < 1e-6 and float(out[0, 0, 0, 0]) == -1.0
     assert torch.equal(out[1], low[1])
-    assert Tracker(torch.nn.Identity()).fill_holes(low) is low  # off by default

@@ -141,7 +141,7 @@ class SAM2ImagePredictor:
         b = batch.shape[0]
         with autocast_context(self.device, self.dtype):
             backbone_out = self.model.forward_image(batch)
-            _, vision_feats, _, feat_sizes = self.model._prepare_backbone_features(backbone_out)
+            _, vision_feats, _, feat_sizes = self.model.prepare_backbone_features(backbone_out)
             if self.model.directly_add_no_mem_embed:
                 vision_feats[-1] = vision_feats[-1] + self.model.no_mem_embed
         sizes = [tuple(int(v) for v in hw) for hw in feat_sizes] if feat_sizes else self._bb_feat_sizes

@@ -101,9 +101,10 @@ class FrameFeatures:
     """Image features of one frame, flattened as the model's memory path wants them.
 
     Attributes:
-        vision_feats: per level (finest first) (HW, 1, C) tensors; the last is the 64²
+        vision_feats: per level (finest first) (HW, B, C) tensors (B = 1: one frame shared by
+            every object); the last is the 64²
             (``feat_size``²) map, the others feed the decoder's high-resolution path.
-        vision_pos: position encoding of the last level, (HW, 1, C).
+        vision_pos: position encoding of the last level, (HW, B, C).
         feat_sizes: (H, W) per level.
     """
 
@@ -111,8 +112,26 @@ class FrameFeatures:
     vision_pos: torch.Tensor
     feat_sizes: List[Tuple[int, int]]
 
+    @property
+    def batch(self) -> int:
+        """Rows of the features: 1 for a frame shared by all objects, else one per object."""
+        return int(self.vision_feats[-1].shape[1])
+
+    def to(self, device: torch.device) -> "FrameFeatures":
+        """The features on ``device`` (self when they are there already)."""
+        dev = torch.device(device)
+        if self.vision_feats[-1].device == dev:
+            return self
+        return FrameFeatures([f.to(dev, non_blocking=True) for f in self.vision_feats],
+                             self.vision_pos.to(dev, non_blocking=True), list(self.feat_sizes))
+
     def expand(self, batch: int) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """Features and position broadcast to ``batch`` objects (views, no copy)."""
+        """Features and position for ``batch`` rows: a 1-row frame is broadcast (views, no copy);
+        features that already have ``batch`` rows (training: one row per object) are returned."""
+        if self.batch == batch:
+            return list(self.vision_feats), self.vision_pos
+        if self.batch != 1:
+            raise ValueError(f"features have {self.batch} rows; cannot expand them to {batch}")
         feats = [f.expand(-1, batch, -1) for f in self.vision_feats]
         return feats, self.vision_pos.expand(-1, batch, -1)
 
@@ -125,13 +144,17 @@ class FrameFeed:
         num_frames: frame count (None for a stream of unknown length).
         height, width: frame size; frames of another size raise ValueError when read.
         image_size: the model's square input side.
-        device: where normalised images and features live.
+        device: where normalised images and features are computed.
         cache_size: how many frames' features to keep (>= 1).
+        image_device: where raw frames are normalised (default ``device``).
+        storage_device: where cached features are kept (default ``device``); the CPU with
+            ``offload_video_to_cpu``: features are moved to ``device`` when a frame reads them.
     """
 
     def __init__(self, get_frame: Callable[[int], Any], num_frames: Optional[int], height: int,
                  width: int, image_size: int, device: torch.device, cache_size: int = 2,
-                 image_device: Optional[torch.device] = None) -> None:
+                 image_device: Optional[torch.device] = None,
+                 storage_device: Optional[torch.device] = None) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
         self._get_frame = get_frame
@@ -140,6 +163,7 @@ class FrameFeed:
         self.image_size = image_size
         self.device = device
         self.image_device = image_device or device
+        self.storage_device = torch.device(storage_device or device)
         self.cache_size = cache_size
         self._cache: "OrderedDict[int, FrameFeatures]" = OrderedDict()
         self._pool: Any = None
@@ -201,17 +225,17 @@ class FrameFeed:
         if hit is not None:
             self._cache.move_to_end(idx)
             self._last = idx
-            return hit
+            return hit.to(self.device)
         feats = compute(self.image(idx))
         self.encoded += 1
-        self._cache[idx] = feats
+        self._cache[idx] = feats.to(self.storage_device)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return feats
 
     def put(self, idx: int, feats: FrameFeatures) -> None:
         """Insert features computed elsewhere (streaming)."""
-        self._cache[idx] = feats
+        self._cache[idx] = feats.to(self.storage_device)
         self._cache.move_to_end(idx)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 __all__ = [
     "to_video_res",
-    "apply_non_overlap",
     "binarize",
     "masks_to_rles",
     "davis_palette",
@@ -40,15 +39,6 @@ def to_video_res(mask_logits: torch.Tensor, height: int, width: int) -> torch.Te
     if tuple(mask_logits.shape[-2:]) == (height, width):
         return mask_logits
     return F.interpolate(mask_logits.float(), size=(height, width), mode="bilinear", align_corners=False)
-
-
-def apply_non_overlap(mask_logits: torch.Tensor) -> torch.Tensor:
-    """Keep only the highest-scoring object per pixel; others are clamped to <= -10."""
-    if mask_logits.size(0) <= 1:
-        return mask_logits
-    top = torch.argmax(mask_logits, dim=0, keepdim=True)
-    idx = torch.arange(mask_logits.size(0), device=mask_logits.device)[:, None, None, None]
-    return torch.where(top == idx, mask_logits, mask_logits.clamp(max=-10.0))
 
 
 def binarize(mask_logits: torch.Tensor, threshold: float = 0.0) -> np.ndarray:

@@ -26,13 +26,15 @@ from typing import Any, ContextManager, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 
+from ...modeling.rules import apply_non_overlapping_constraints
 from .bank import MemoryBank
 from .frames import FrameFeatures, FrameFeed
-from .quality import QualityTracker
-from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, VideoState,
-                                           parse_point_prompt, prepare_mask_prompt)
-from .step import Tracker, tracking_autocast
 from .outputs import to_video_res
+from .policy import MemoryPolicy
+from .quality import QualityTracker
+from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, VideoState, parse_point_prompt,
+                    prepare_mask_prompt)
+from .step import TrackingStep, tracking_autocast
 
 __all__ = ["SAM2VideoPredictor"]
 
@@ -42,18 +44,27 @@ DIRECTIONS = ("forward", "backward", "both")
 class SAM2VideoPredictor:
     """Track objects through a video from clicks, boxes or masks on any frames.
 
+    Its defaults are upstream's ``build_sam2_video_predictor``: masks of prompted frames are
+    binarised before they are encoded into memory, holes up to 8 pixels are filled in returned
+    masks (and ``build_sam2``'s default model uses dynamic multimask via stability), so
+    ``SAM2VideoPredictor(build_sam2(name, checkpoint))`` gives upstream's masks.
+
     Args:
-        model: a ``SAM2Model`` (or upstream ``SAM2Base``) in eval mode.
-        fill_hole_area: fill background holes up to this area (pixels of the low-res mask);
-            None: the model's ``fill_hole_area`` (0 for our configs), or 8 with
-            ``apply_postprocessing=True`` (upstream's video builder).
+        model: a ``SAM2Model`` in eval mode.
+        fill_hole_area: fill background holes up to this area (pixels of the low-res mask) in
+            returned masks; None: 8 with ``apply_postprocessing`` (upstream's video builder), else
+            the model's ``fill_hole_area`` (0 for our configs). 0 turns it off.
         non_overlap_masks: returned masks keep only the top object per pixel.
         clear_non_cond_mem_around_input: after a correction, forget the object's tracked
             memories within ``num_maskmem`` frames around it (upstream's intent; its own code
             raises AttributeError here).
         add_all_frames_to_correct_as_cond: corrections become conditioning frames.
-        apply_postprocessing: as upstream's video builder: binarise masks from prompted frames
-            before memory encoding and fill small holes. None leaves the model as it is.
+        apply_postprocessing: upstream's video-builder defaults (True): binarised prompted
+            masks for the memory and ``fill_hole_area=8``. False turns both off (unless given
+            explicitly).
+        binarize_prompted_masks: binarise masks of point-prompted frames before memory
+            encoding; None: ``apply_postprocessing`` (False falls back to the model's
+            ``binarize_mask_from_pts_for_mem_enc``).
         bounded_memory: drop spatial memories no later frame of the pass can read (they are
             recomputed on demand), so memory does not grow by ~0.5 MiB per object and frame.
         feature_cache_size: frames whose image features are kept (LRU).
@@ -63,22 +74,32 @@ class SAM2VideoPredictor:
             :func:`~sam2_plugins.predictors.video.step.tracking_autocast`. None: float32,
             upstream's numerics (what the parity tests use). ``torch.bfloat16`` / ``"bf16"``:
             always bf16.
+        policy: the memory policy (which frames are read, kept, and which candidate mask wins);
+            default: upstream's rules (:class:`~sam2_plugins.predictors.video.policy.MemoryPolicy`).
+        compile: run the image encoder and the tracked-frame step through ``torch.compile``
+            with static shapes (memories padded to a fixed capacity, objects to a bucket of
+            1, 2, 4, ... rows; see :mod:`sam2_plugins.predictors.video.compiled`). Masks equal
+            the eager ones within float rounding; the first frames are slow (compilation).
+        compile_backend, compile_mode: ``torch.compile``'s backend and mode (on CUDA,
+            ``compile_mode="reduce-overhead"`` also captures CUDA graphs).
     """
 
     def __init__(self, model: torch.nn.Module, fill_hole_area: Optional[int] = None,
                  non_overlap_masks: bool = False, clear_non_cond_mem_around_input: bool = False,
                  add_all_frames_to_correct_as_cond: bool = False, *,
-                 apply_postprocessing: Optional[bool] = None, bounded_memory: bool = True,
-                 feature_cache_size: int = 2, dtype: Any = "auto") -> None:
+                 apply_postprocessing: bool = True, binarize_prompted_masks: Optional[bool] = None,
+                 bounded_memory: bool = True, feature_cache_size: int = 2, dtype: Any = "auto",
+                 policy: Optional[MemoryPolicy] = None, compile: bool = False,
+                 compile_backend: str = "inductor", compile_mode: Optional[str] = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module (SAM2Model), got {type(model).__name__}")
         self.model = model
-        if apply_postprocessing:
-            model.binarize_mask_from_pts_for_mem_enc = True
         if fill_hole_area is None:
             fill_hole_area = 8 if apply_postprocessing else int(getattr(model, "fill_hole_area", 0) or 0)
         if int(fill_hole_area) < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
+        if binarize_prompted_masks is None and apply_postprocessing:
+            binarize_prompted_masks = True
         self.fill_hole_area = int(fill_hole_area)
         self.non_overlap_masks = bool(non_overlap_masks)
         self.clear_non_cond_mem_around_input = bool(clear_non_cond_mem_around_input)
@@ -86,7 +107,10 @@ class SAM2VideoPredictor:
         self.bounded_memory = bool(bounded_memory)
         self.feature_cache_size = int(feature_cache_size)
         self.dtype = dtype
-        self.tracker = Tracker(model, fill_hole_area=self.fill_hole_area)
+        self.engine = TrackingStep(model, policy, binarize_prompted=binarize_prompted_masks,
+                                 fill_hole_area=self.fill_hole_area)
+        if compile:
+            self.engine.enable_compile(compile_backend, compile_mode)
 
     # ---- basics ----------------------------------------------------------------------------
     @property
@@ -100,8 +124,12 @@ class SAM2VideoPredictor:
     def _ctx(self) -> ContextManager:
         return tracking_autocast(self.device, self.dtype, getattr(self.model, "image_size", None))
 
+    @property
+    def policy(self) -> MemoryPolicy:
+        return self.engine.policy
+
     def _features(self, state: VideoState, idx: int) -> FrameFeatures:
-        return state.frames.features(idx, self.tracker.encode_image)
+        return state.frames.features(idx, self.engine.encode_image)
 
     # ---- session ---------------------------------------------------------------------------
     @torch.inference_mode()
@@ -115,7 +143,9 @@ class SAM2VideoPredictor:
                 (mp4 and whatever PyAV reads) or its bytes, a TIFF stack, an array
                 ``(T, H, W[, C])`` (numpy, torch, dask, zarr; a 3D volume uses Z as time), a
                 list of frames, or any iterable of frames (read once and kept).
-            offload_video_to_cpu: keep normalised frames on the CPU (they are never all stored).
+            offload_video_to_cpu: keep the cached image features on the CPU and move each frame's
+                to the model's device when it is read (frames are decoded lazily and never
+                all stored either way).
             offload_state_to_cpu: keep per-frame outputs on the CPU.
             async_loading_frames: accepted for compatibility (frames are always lazy).
             time_axis: the frame axis of arrays and TIFF stacks.
@@ -141,6 +171,7 @@ class SAM2VideoPredictor:
             raise ValueError("empty video: the source holds no frames")
         dev = self.device
         feed = FrameFeed(src.get, src.num_frames, src.height, src.width, self.image_size, dev,
+                         storage_device=torch.device("cpu") if offload_video_to_cpu else dev,
                          cache_size=self.feature_cache_size)
         state = VideoState(frames=feed, num_frames=src.num_frames, video_height=src.height,
                            video_width=src.width, device=dev,
@@ -161,7 +192,8 @@ class SAM2VideoPredictor:
         if obj_id not in state.objects:
             if not isinstance(obj_id, (int, np.integer, str)):
                 raise TypeError(f"obj_id must be an int or str, got {type(obj_id).__name__}")
-            state.objects[obj_id] = ObjectState(obj_id=obj_id, bank=MemoryBank())
+            state.objects[obj_id] = ObjectState(obj_id=obj_id,
+                                                bank=MemoryBank(pos_enc=state.constants.get("maskmem_pos_enc")))
         return state.objects[obj_id]
 
     # ---- prompts ---------------------------------------------------------------------------
@@ -227,9 +259,11 @@ class SAM2VideoPredictor:
             if not is_init:
                 self._ensure_memories(state, [obj], frame_idx, reverse)
             feats = self._features(state, frame_idx)
-            out, _ = self.tracker.prompt(frame_idx, feats, obj.bank, is_init, pi, mask, prev_logits,
-                                         state.num_frames, reverse, state.constants.get("maskmem_pos_enc"))
-        out.pred_masks = self.tracker.fill_holes(out.pred_masks).to(state.storage_device)
+            pred = self.engine.predict(frame_idx, feats, [obj.bank], num_frames=state.num_frames, reverse=reverse,
+                                     is_init_cond_frame=is_init, point_inputs=pi, mask_inputs=mask,
+                                     prev_mask_logits=prev_logits)
+            out = self.engine.prompt_output(pred, reverse)
+        out.pred_masks = self.engine.fill_holes(out.pred_masks).to(state.storage_device)
         obj.temp(is_cond)[frame_idx] = out
         state.constants["quality"].record(obj.obj_id, frame_idx, out, reverse)
         return frame_idx, state.obj_ids, self._consolidated(state, frame_idx, is_cond)
@@ -263,6 +297,7 @@ class SAM2VideoPredictor:
                         if out.maskmem_features is None:
                             self._encode_prompted(state, frame_idx, out)
                         (obj.bank.cond if is_cond else obj.bank.non_cond)[frame_idx] = out
+                        self.policy.observe(obj.bank, frame_idx, out, out.reverse)
                         if self.clear_non_cond_mem_around_input:
                             self._clear_around(state, obj, frame_idx)
                     temp.clear()
@@ -273,25 +308,34 @@ class SAM2VideoPredictor:
                     obj.bank.non_cond.pop(t, None)
 
     def _encode_prompted(self, state: VideoState, frame_idx: int, out: FrameOutput) -> None:
+        """Encode a stored output's memory from its low-res mask (prompted frames when
+        propagation starts; evicted memories when a later pass reads them again)."""
         feats = self._features(state, frame_idx)
-        high = self.tracker.upsample(out.pred_masks.to(state.device))
-        mem, pos = self.tracker.encode_memory(feats, high, out.object_score_logits.to(state.device),
-                                              from_points=out.mask_from_points)
+        score = out.object_score_logits.to(state.device)
+        if out.mask_from_points:
+            mem, pos = self.engine.memorize_prompted(feats, out.pred_masks.to(state.device), score)
+        else:  # a tracked frame's evicted memory: its decoder mask was the upsampled low-res one
+            low = out.pred_masks if out.unfilled_masks is None else out.unfilled_masks
+            mem, pos = self.engine.memorize(feats, self.engine.upsample(low.to(state.device)), score, from_points=False)
         out.maskmem_features = mem.to(state.storage_device)
         out.evicted = False
-        state.constants.setdefault("maskmem_pos_enc", pos)
+        pos = state.constants.setdefault("maskmem_pos_enc", pos)
+        for obj in state.objects.values():
+            obj.bank.pos_enc = pos
 
     def _ensure_memories(self, state: VideoState, objs: Sequence[ObjectState], frame_idx: int,
                          reverse: bool) -> None:
         """Recompute evicted spatial memories that ``frame_idx`` is about to read."""
-        m = self.model
-        stride = m.memory_temporal_stride_for_eval
+        training = bool(self.model.training)
         for obj in objs:
-            for t in obj.bank.spatial_frame_of(frame_idx, reverse, m.num_maskmem, stride,
-                                               m.max_cond_frames_in_attn):
-                out = obj.bank.get(t)
-                if out is not None and out.maskmem_features is None:
-                    self._encode_prompted(state, t, out)
+            entries = self.policy.spatial_memories(obj.bank, frame_idx, reverse, self.engine.params, training)
+            missing = [id(e) for _, e in entries if e.maskmem_features is None]
+            if not missing:
+                continue
+            where = {id(o): t for t, o in list(obj.bank.cond.items()) + list(obj.bank.non_cond.items())}
+            for _, e in entries:
+                if e.maskmem_features is None:
+                    self._encode_prompted(state, where[id(e)], e)
 
     def _clear_around(self, state: VideoState, obj: ObjectState, frame_idx: int) -> None:
         r = self.model.memory_temporal_stride_for_eval
@@ -349,17 +393,23 @@ class SAM2VideoPredictor:
     def _propagate_frame(self, state: VideoState, frame_idx: int, reverse: bool) -> torch.Tensor:
         objs = list(state.objects.values())
         tracked = [o for o in objs if frame_idx not in o.bank.cond]
+        policy = self.policy
         if tracked:
             with self._ctx():
                 self._ensure_memories(state, tracked, frame_idx, reverse)
                 feats = self._features(state, frame_idx)
-                outs = self.tracker.track(frame_idx, feats, [o.bank for o in tracked], state.num_frames,
-                                          reverse, state.constants["maskmem_pos_enc"])
-            for o, out in zip(tracked, outs):
-                out.pred_masks = out.pred_masks.to(state.storage_device)
+                outs = self.engine.track(frame_idx, feats, [o.bank for o in tracked], state.num_frames, reverse)
+            raw = torch.cat([out.pred_masks for out in outs], 0)
+            filled = self.engine.fill_holes(raw)
+            for i, (o, out) in enumerate(zip(tracked, outs)):
+                if filled is not raw and self.bounded_memory and not torch.equal(filled[i], raw[i]):
+                    # an evicted memory is recomputed from the mask it was encoded from
+                    out.unfilled_masks = raw[i:i + 1].to(state.storage_device)
+                out.pred_masks = filled[i:i + 1].to(state.storage_device)
                 if out.maskmem_features is not None:
                     out.maskmem_features = out.maskmem_features.to(state.storage_device)
                 o.bank.non_cond[frame_idx] = out
+                policy.observe(o.bank, frame_idx, out, reverse)
         quality = state.constants["quality"]
         masks = []
         m = self.model
@@ -374,7 +424,7 @@ class SAM2VideoPredictor:
             masks.append(out.pred_masks.to(state.device))
             if self.bounded_memory:
                 o.bank.trim(frame_idx, reverse, m.num_maskmem, m.memory_temporal_stride_for_eval,
-                            max_ptr, keep_outputs=True)
+                            max_ptr, keep_outputs=True, protected=policy.protected_frames(o.bank))
         quality.record_many(outs_now, frame_idx, reverse)
         all_masks = torch.cat(masks, dim=0)
         video = to_video_res(all_masks, state.video_height, state.video_width)
@@ -442,7 +492,7 @@ class SAM2VideoPredictor:
     def _apply_non_overlapping_constraints(self, pred_masks: torch.Tensor) -> torch.Tensor:
         """Upstream's name, called by its ``tools/vos_inference.py``: per pixel, keep only the
         top object's logit of ``(num_objects, 1, H, W)`` logits; the others are clamped to <= -10."""
-        return self.model.apply_non_overlapping_constraints(pred_masks)
+        return apply_non_overlapping_constraints(pred_masks)
 
     # ---- extras ----------------------------------------------------------------------------
     def quality(self, inference_state: VideoState) -> QualityTracker:

@@ -36,8 +36,10 @@ from .frames import FrameFeed
 from .quality import FrameQuality, QualityTracker
 from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs,
                                            parse_point_prompt, prepare_mask_prompt)
-from .step import Tracker, tracking_autocast
-from .outputs import apply_non_overlap, binarize, to_video_res
+from .policy import MemoryPolicy
+from .step import TrackingStep, tracking_autocast
+from ...modeling.rules import apply_non_overlapping_constraints
+from .outputs import binarize, to_video_res
 
 __all__ = ["VideoSession", "FrameResult"]
 
@@ -78,39 +80,51 @@ class VideoSession:
     """Online tracking over a stream of frames (see the module docstring).
 
     Args:
-        model: a ``SAM2Model`` (or upstream ``SAM2Base``) in eval mode.
+        model: a ``SAM2Model`` in eval mode.
         num_frames: the stream's length if known. It only sets the object-pointer temporal
             scale (upstream divides positions by ``min(num_frames, 16) - 1``); unknown counts
             as long (>= 16 frames).
         correction_as_cond: corrections become conditioning frames (kept for the whole
             stream) instead of sliding out of the memory window.
-        fill_hole_area: fill background holes up to this area in the low-res mask; 0 = off.
+        fill_hole_area: fill background holes up to this area in the low-res mask; None: 8
+            with ``apply_postprocessing``, else 0 (off).
         non_overlap_masks: returned masks keep only the top object per pixel.
-        apply_postprocessing: binarise prompted masks before memory encoding (upstream's video
-            builder); None leaves the model as it is.
+        apply_postprocessing: upstream's video-builder defaults, as the video predictor
+            (True): binarised prompted masks for the memory and ``fill_hole_area=8``.
+        binarize_prompted_masks: binarise masks of prompted frames before memory encoding; None:
+            ``apply_postprocessing`` (False falls back to the model's flag).
         dtype: ``"auto"`` (default: bf16 autocast on CUDA, and on CPUs with native bf16 dot
             products for inputs of 512² and up; float32 otherwise; see
             :func:`~sam2_plugins.predictors.video.step.tracking_autocast`), None for float32
             (upstream's numerics), or ``torch.bfloat16`` / ``"bf16"`` to force bf16.
         quality_window: frames of quality records kept (older ones are dropped).
+        policy: the memory policy (default: upstream's rules), as for the video predictor.
+        compile, compile_backend, compile_mode: the compiled step, as for the video predictor.
     """
 
     def __init__(self, model: torch.nn.Module, *, num_frames: Optional[int] = None,
-                 correction_as_cond: bool = False, fill_hole_area: int = 0,
-                 non_overlap_masks: bool = False, apply_postprocessing: Optional[bool] = None,
-                 dtype: Any = "auto", quality_window: int = 64) -> None:
+                 correction_as_cond: bool = False, fill_hole_area: Optional[int] = None,
+                 non_overlap_masks: bool = False, apply_postprocessing: bool = True,
+                 binarize_prompted_masks: Optional[bool] = None, dtype: Any = "auto",
+                 quality_window: int = 64, policy: Optional[MemoryPolicy] = None, compile: bool = False,
+                 compile_backend: str = "inductor", compile_mode: Optional[str] = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module (SAM2Model), got {type(model).__name__}")
         if num_frames is not None and int(num_frames) < 1:
             raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
         self.model = model
-        if apply_postprocessing:
-            model.binarize_mask_from_pts_for_mem_enc = True
+        if fill_hole_area is None:
+            fill_hole_area = 8 if apply_postprocessing else 0
+        if binarize_prompted_masks is None and apply_postprocessing:
+            binarize_prompted_masks = True
         self.num_frames = None if num_frames is None else int(num_frames)
         self.correction_as_cond = bool(correction_as_cond)
         self.non_overlap_masks = bool(non_overlap_masks)
         self.dtype = dtype
-        self.tracker = Tracker(model, fill_hole_area=fill_hole_area)
+        self.engine = TrackingStep(model, policy, binarize_prompted=binarize_prompted_masks,
+                                 fill_hole_area=fill_hole_area)
+        if compile:
+            self.engine.enable_compile(compile_backend, compile_mode)
         self.quality = QualityTracker(window=quality_window)
         self.objects: Dict[Any, ObjectState] = {}
         self.frame_idx = -1
@@ -136,7 +150,7 @@ class VideoSession:
 
     def _features(self) -> Any:
         assert self._feed is not None
-        return self._feed.features(self.frame_idx, self.tracker.encode_image)
+        return self._feed.features(self.frame_idx, self.engine.encode_image)
 
     # ---- frames ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -218,7 +232,7 @@ class VideoSession:
         if obj_id not in self.objects:
             if not isinstance(obj_id, (int, np.integer, str)):
                 raise TypeError(f"obj_id must be an int or str, got {type(obj_id).__name__}")
-            self.objects[obj_id] = ObjectState(obj_id=obj_id, bank=MemoryBank())
+            self.objects[obj_id] = ObjectState(obj_id=obj_id, bank=MemoryBank(pos_enc=self._pos_enc))
         return self.objects[obj_id]
 
     def _prompt(self, obj: ObjectState, pi: Optional[PointInputs], mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -236,9 +250,11 @@ class VideoSession:
         obj.bank.non_cond.pop(f, None)
         obj.bank.cond.pop(f, None)
         with self._ctx():
-            out, _ = self.tracker.prompt(f, self._features(), obj.bank, is_init, pi, mask, prev_logits,
-                                         self.num_frames, False, self._pos_enc)
-        out.pred_masks = self.tracker.fill_holes(out.pred_masks)
+            pred = self.engine.predict(f, self._features(), [obj.bank], num_frames=self.num_frames,
+                                     is_init_cond_frame=is_init, point_inputs=pi, mask_inputs=mask,
+                                     prev_mask_logits=prev_logits)
+            out = self.engine.prompt_output(pred, reverse=False)
+        out.pred_masks = self.engine.fill_holes(out.pred_masks)
         obj.temp_cond.pop(f, None)
         obj.temp_non_cond.pop(f, None)
         obj.temp(is_cond)[f] = out
@@ -255,16 +271,17 @@ class VideoSession:
             if out is None:
                 continue
             with self._ctx():
-                feats = self._features()
-                high = self.tracker.upsample(out.pred_masks)
-                mem, pos = self.tracker.encode_memory(feats, high, out.object_score_logits, from_points=True)
+                mem, pos = self.engine.memorize_prompted(self._features(), out.pred_masks, out.object_score_logits)
             out.maskmem_features = mem
             if self._pos_enc is None:
                 self._pos_enc = pos
+                for o in self.objects.values():
+                    o.bank.pos_enc = pos
             (obj.bank.cond if is_cond else obj.bank.non_cond)[f] = out
             if is_cond:
                 obj.bank.non_cond.pop(f, None)
             obj.frames_tracked[f] = False
+            self.engine.policy.observe(obj.bank, f, out, False)
             self.quality.record(obj.obj_id, f, out, False)
 
     @torch.inference_mode()
@@ -289,10 +306,12 @@ class VideoSession:
                 if o.obj_id not in self._outputs and o.bank.cond]
         if todo:
             with self._ctx():
-                outs = self.tracker.track(f, self._features(), [o.bank for o in todo], self.num_frames,
-                                          False, self._pos_enc)
-            for o, out in zip(todo, outs):
+                outs = self.engine.track(f, self._features(), [o.bank for o in todo], self.num_frames, False)
+            filled = self.engine.fill_holes(torch.cat([out.pred_masks for out in outs], 0))
+            for i, (o, out) in enumerate(zip(todo, outs)):
+                out.pred_masks = filled[i:i + 1]
                 o.bank.non_cond[f] = out
+                self.engine.policy.observe(o.bank, f, out, False)
                 o.frames_tracked[f] = False
                 self._outputs[o.obj_id] = out
             self.quality.record_many([(o.obj_id, out) for o, out in zip(todo, outs)], f, False)
@@ -302,7 +321,7 @@ class VideoSession:
                                                                                  m.max_obj_ptrs_in_encoder)
         for o in self.objects.values():
             o.bank.trim(f, False, m.num_maskmem, m.memory_temporal_stride_for_eval, max_ptr,
-                        keep_outputs=False)
+                        keep_outputs=False, protected=self.engine.policy.protected_frames(o.bank))
             # frames_tracked only needs the current frame (prompts are never on past frames)
             o.frames_tracked = {f: False} if f in o.frames_tracked else {}
         return self.result()
@@ -318,7 +337,7 @@ class VideoSession:
             if out is not None:
                 logits[i:i + 1] = to_video_res(out.pred_masks.to(self.device), H, W)
         if self.non_overlap_masks:
-            logits = apply_non_overlap(logits)
+            logits = apply_non_overlapping_constraints(logits)
         return FrameResult(frame_idx=f, obj_ids=ids, mask_logits=logits, quality=self.quality.frame(f))
 
     def step(self, frame: Any, prompts: Optional[Sequence[PromptSpec]] = None) -> FrameResult:

@@ -1,9 +1,7 @@
 """Typed state for video tracking (what upstream keeps in an 18-key dict).
 
-Three levels:
+Two levels (one object's result on one frame is a :class:`~.entry.FrameOutput`):
 
-* :class:`FrameOutput`: one object's result on one frame, plus what later frames read from it
-  (its spatial memory and its object pointer).
 * :class:`ObjectState`: one object's prompts, its memory bank and bookkeeping.
 * :class:`VideoState`: the whole video (frames, sizes, devices, objects in insertion order).
 
@@ -16,76 +14,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .bank import MemoryBank
-    from .frames import FrameFeed
+from ...modeling.rules import NO_OBJ_SCORE
+from .bank import MemoryBank
+from .entry import FrameOutput, PointInputs
+from .frames import FrameFeed
 
 __all__ = ["NO_OBJ_SCORE", "PointInputs", "FrameOutput", "ObjectState", "VideoState", "parse_point_prompt",
            "prepare_mask_prompt"]
-
-NO_OBJ_SCORE: float = -1024.0
-"""Mask logit used for "no object here" (upstream's ``NO_OBJ_SCORE``)."""
-
-
-@dataclass
-class PointInputs:
-    """Clicks on one frame for one object, in model input pixels (0..image_size).
-
-    Attributes:
-        coords: (1, N, 2) float32, XY in the model's square input frame.
-        labels: (1, N) int32: 1 positive, 0 negative, 2/3 box corners, -1 padding.
-    """
-
-    coords: torch.Tensor
-    labels: torch.Tensor
-
-    def as_dict(self) -> Dict[str, torch.Tensor]:
-        """The ``{"point_coords", "point_labels"}`` dict the model's SAM heads take."""
-        return {"point_coords": self.coords, "point_labels": self.labels}
-
-    def cat(self, coords: torch.Tensor, labels: torch.Tensor) -> "PointInputs":
-        """New inputs with more clicks appended at the end (upstream's ``concat_points``)."""
-        return PointInputs(torch.cat([self.coords, coords], dim=1),
-                           torch.cat([self.labels, labels], dim=1))
-
-
-@dataclass
-class FrameOutput:
-    """One object's output on one frame.
-
-    Attributes:
-        pred_masks: (1, 1, s/4, s/4) float32 mask logits at the model's low resolution
-            (256² for 1024² models); -1024 where the object is judged absent.
-        obj_ptr: (1, hidden_dim) object pointer read by later frames.
-        object_score_logits: (1, 1) float32; > 0 means the object is visible.
-        iou: (1,) float32 predicted IoU of the chosen mask (1.0 for mask prompts).
-        maskmem_features: (1, mem_dim, h, w) spatial memory (bf16 as upstream stores it), or
-            None when not encoded yet (a fresh prompt) or evicted by the bounded bank.
-        mask_from_points: True when the memory is (to be) encoded from a prompted frame;
-            with ``binarize_mask_from_pts_for_mem_enc`` such masks are binarised first.
-        reverse: direction of the pass that produced this output.
-    """
-
-    pred_masks: torch.Tensor
-    obj_ptr: torch.Tensor
-    object_score_logits: torch.Tensor
-    iou: torch.Tensor
-    maskmem_features: Optional[torch.Tensor] = None
-    mask_from_points: bool = False
-    reverse: bool = False
-    evicted: bool = False
-    """True when ``maskmem_features`` was dropped by the bounded bank (recomputable)."""
-
-    @property
-    def score(self) -> float:
-        """The object-score logit as a Python float."""
-        return float(self.object_score_logits.reshape(-1)[0])
-
 
 @dataclass
 class ObjectState:
@@ -97,7 +37,7 @@ class ObjectState:
     """
 
     obj_id: Any
-    bank: "MemoryBank"
+    bank: MemoryBank
     point_inputs: Dict[int, PointInputs] = field(default_factory=dict)
     mask_inputs: Dict[int, torch.Tensor] = field(default_factory=dict)
     temp_cond: Dict[int, FrameOutput] = field(default_factory=dict)
@@ -131,7 +71,7 @@ class VideoState:
         constants: tensors shared by all frames (the memory's spatial position encoding).
     """
 
-    frames: "FrameFeed"
+    frames: FrameFeed
     num_frames: int
     video_height: int
     video_width: int

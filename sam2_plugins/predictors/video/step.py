@@ -1,40 +1,50 @@
-"""The per-frame step shared by the video predictor and the streaming session.
+"""The per-frame tracking step: the one memory path of inference, streaming and training.
 
-Upstream's predictor runs every object through ``track_step`` with batch size 1 (cost
-E + M·n). Here the objects tracked on a frame go through the heavy parts together:
+One frame, for the rows of one or more memory banks (objects):
 
-* image encoder: once per frame (cached by :class:`~sam2_plugins.predictors.video.frames.FrameFeed`);
-* memory attention: objects whose memories have the same token layout (number of spatial
-  memories and of pointer tokens) are one batch; the memories themselves, their temporal
-  encodings and pointer positions stay per object, so semantics are exactly per object
-  (objects prompted on different frames, added later, or removed keep their own memory);
-* mask decoder and memory encoder: one batch of all tracked objects.
+1. :meth:`TrackingStep.condition`: each bank's memory (chosen by the
+   :class:`~.policy.MemoryPolicy`) is cross-attended by the frame's features;
+2. :meth:`TrackingStep.predict`: the SAM heads decode candidate masks (prompts, if any) and the
+   policy keeps one per row (default: the best predicted IoU), which gives the object pointer;
+3. :meth:`TrackingStep.memorize`: the kept mask becomes the frame's spatial memory.
 
-The model can be our ``SAM2Model`` or upstream's ``SAM2Base`` (same method names). Only the
-memory assembly is written here: it casts stored (bf16) memories to the compute dtype at use,
-so a memory made only of spatial features (no pointers yet) does not meet fp32 weights in
-bf16, the case where upstream crashes on CPU.
+:meth:`TrackingStep.track` strings them together for tracked frames. The video predictor, the
+streaming session, ``SAM2Model.track_step`` (upstream's dict API, :mod:`.upstream_api`) and the
+Lightning module's clip forward all run these methods; they differ only by arguments (memory
+dtype, when prompted frames are encoded, prompt simulation).
+
+Rows of banks whose memories have the same token layout share one memory-attention call; the
+memories themselves, their temporal encodings and pointer positions stay per bank, so the
+semantics are exactly per object. The image encoder runs once per frame
+(:class:`~.frames.FrameFeed` caches it); decoder and memory encoder run once for all rows.
+
+The step makes no host-device synchronisation (no ``.item()``, ``.tolist()``, ``.cpu()`` or
+tensor truth tests): what needs host values (hole filling, quality records) runs after it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, ContextManager, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...modeling.memory_tokens import MemoryTokens
+from ...modeling.rules import entry_field
+from ...modeling.sam_heads import SamOutputs
+from ..image.postprocess import fill_holes_in_mask_scores
 from .bank import MemoryBank
+from .compiled import CompiledStep
+from .entry import FrameOutput, PointInputs
 from .frames import FrameFeatures
-from .state import FrameOutput, PointInputs
+from .policy import MemoryParams, MemoryPolicy
 
-__all__ = ["Tracker", "get_1d_sine_pe", "MEMORY_DTYPE", "tracking_autocast",
-           "AUTO_BF16_MIN_IMAGE_SIZE"]
+__all__ = ["TrackingStep", "Prediction", "MEMORY_DTYPE", "tracking_autocast", "AUTO_BF16_MIN_IMAGE_SIZE"]
 
 MEMORY_DTYPE = torch.bfloat16
-"""Stored spatial memories are bf16, as upstream stores them (needed for parity)."""
-
+"""Stored spatial memories are bf16 in the predictors, as upstream's predictor stores them."""
 
 #: ``dtype="auto"`` on a CPU picks bf16 only from this input size up: below it (e.g. the demo
 #: model's 256² grid of 16 x 16 tokens) the memory attention is small, autocast's casts cost
@@ -66,301 +76,317 @@ def tracking_autocast(device: torch.device, dtype: Any,
     return autocast_context(device, dtype)
 
 
-def get_1d_sine_pe(pos: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """Sine/cosine encoding of scalar positions: (N,) -> (N, dim), ``[sin | cos]`` halves."""
-    half = dim // 2
-    dim_t = torch.arange(half, dtype=torch.float32, device=pos.device)
-    dim_t = temperature ** (2 * (dim_t // 2) / half)
-    x = pos.unsqueeze(-1) / dim_t
-    return torch.cat([x.sin(), x.cos()], dim=-1)
+class Prediction(NamedTuple):
+    """The SAM heads' result on a frame, with what a correction needs to decode again.
 
-
-class Tracker:
-    """Runs prompts, tracking steps and memory encoding for a model with SAM2Base's API.
-
-    Args:
-        model: ``SAM2Model`` or upstream ``SAM2Base`` in eval mode.
-        fill_hole_area: holes (background components) up to this many pixels in the low-res
-            mask are filled, after memory encoding (upstream's ``fill_hole_area``); 0 = off.
+    ``sam``: the :class:`~sam2_plugins.modeling.sam_heads.SamOutputs` (kept candidate per row);
+    ``pix_feat``: ``(B, C, H, W)`` memory-conditioned features; ``high_res``: the decoder's
+    high-resolution features (or None).
     """
 
-    def __init__(self, model: torch.nn.Module, fill_hole_area: int = 0) -> None:
+    sam: SamOutputs
+    pix_feat: torch.Tensor
+    high_res: Optional[List[torch.Tensor]]
+
+
+class TrackingStep:
+    """The tracking step for a ``SAM2Model`` (see the module docstring).
+
+    Args:
+        model: a ``SAM2Model``.
+        policy: the memory policy (default: upstream's rules).
+        memory_dtype: dtype of stored spatial memories (bf16 as upstream's predictor; None keeps
+            the encoder's dtype, as upstream's training and ``track_step`` do).
+        binarize_prompted: binarise masks of point-prompted frames before encoding them (upstream's
+            video builder does); None follows the model's ``binarize_mask_from_pts_for_mem_enc``.
+        fill_hole_area: background holes up to this many pixels of the low-res mask are filled
+            in returned masks (upstream's ``fill_hole_area``; after memory encoding); 0: off.
+    """
+
+    def __init__(self, model: torch.nn.Module, policy: Optional[MemoryPolicy] = None, *,
+                 memory_dtype: Optional[torch.dtype] = MEMORY_DTYPE, binarize_prompted: Optional[bool] = None,
+                 fill_hole_area: int = 0) -> None:
+        if int(fill_hole_area) < 0:
+            raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
         self.model = model
+        self.policy = policy if policy is not None else MemoryPolicy()
+        self.params = MemoryParams.of(model)
+        self.memory_dtype = memory_dtype
+        self.binarize_prompted = binarize_prompted
         self.fill_hole_area = int(fill_hole_area)
         self.stats: Dict[str, float] = {}
-        """Optional per-stage timing sink (name -> seconds), filled when ``timed`` is on."""
+        """Per-stage seconds (name -> total), filled when ``timed`` is on."""
         self.timed = False
+        self._index_cache: Dict[Tuple[Any, ...], torch.Tensor] = {}
+        self.compiled: Optional[CompiledStep] = None
+        """The compiled pieces (:meth:`enable_compile`), or None (eager)."""
+
+    def enable_compile(self, backend: str = "inductor", mode: Optional[str] = None) -> "TrackingStep":
+        """Run the image encoder and tracked frames through ``torch.compile``d graphs of static
+        shapes (see :mod:`.compiled`). Prompted frames stay eager (they are one-offs). The first
+        frames after this are slow (compilation). Returns ``self``."""
+        self.compiled = CompiledStep(self.model, backend=backend, mode=mode)
+        return self
 
     # ---- small helpers ---------------------------------------------------------------------
     @property
     def image_size(self) -> int:
         return int(self.model.image_size)
 
-    def _tick(self, name: str, t0: float) -> float:
-        import time
-        if self.timed:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            t1 = time.perf_counter()
-            self.stats[name] = self.stats.get(name, 0.0) + (t1 - t0)
-            return t1
-        return t0
-
     def _now(self) -> float:
-        import time
         if self.timed and torch.cuda.is_available():
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    def _tick(self, name: str, t0: float) -> None:
+        if self.timed:
+            self.stats[name] = self.stats.get(name, 0.0) + (self._now() - t0)
+
+    def _index(self, rows: Sequence[int], device: torch.device) -> torch.Tensor:
+        """A cached index tensor: building it from Python numbers would copy host to device on
+        every frame."""
+        key = (tuple(rows), device)
+        idx = self._index_cache.get(key)
+        if idx is None:
+            idx = self._index_cache[key] = torch.tensor(rows, device=device)
+        return idx
+
+    def _top(self, feat: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        return feat.permute(1, 2, 0).reshape(feat.size(1), self.model.hidden_dim, *size)
+
+    @staticmethod
+    def high_res(feats: FrameFeatures, batch: int) -> Optional[List[torch.Tensor]]:
+        """The decoder's high-resolution features ``[(B, C/8, 4h, 4w), (B, C/4, 2h, 2w)]``."""
+        curr, _ = feats.expand(batch)
+        if len(curr) <= 1:
+            return None
+        return [x.permute(1, 2, 0).reshape(x.size(1), x.size(2), *s)
+                for x, s in zip(curr[:-1], feats.feat_sizes[:-1])]
+
+    # ---- 0. image features -----------------------------------------------------------------
     def encode_image(self, image: torch.Tensor) -> FrameFeatures:
-        """(1, 3, S, S) normalised image -> :class:`FrameFeatures` (runs the image encoder)."""
+        """``(B, 3, S, S)`` normalised images -> :class:`FrameFeatures` (the image encoder)."""
         t0 = self._now()
         m = self.model
-        backbone_out = m.forward_image(image)
-        _, feats, pos, sizes = m._prepare_backbone_features(backbone_out)
+        if self.compiled is not None:
+            feats, pos, sizes = self.compiled.encode_image(image)
+        else:
+            _, feats, pos, sizes = m.prepare_backbone_features(m.forward_image(image))
         self._tick("image_encoder", t0)
         return FrameFeatures(vision_feats=list(feats), vision_pos=pos[-1], feat_sizes=list(sizes))
 
-    def _high_res(self, feats: Sequence[torch.Tensor], sizes: Sequence[Tuple[int, int]]
-                  ) -> Optional[List[torch.Tensor]]:
-        if len(feats) <= 1:
-            return None
-        return [x.permute(1, 2, 0).reshape(x.size(1), x.size(2), *s)
-                for x, s in zip(feats[:-1], sizes[:-1])]
-
-    def _top(self, feat: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-        b = feat.size(1)
-        return feat.permute(1, 2, 0).reshape(b, self.model.hidden_dim, *size)
-
-    def use_multimask(self, is_init_cond_frame: bool, point_inputs: Optional[PointInputs]) -> bool:
-        m = self.model
-        n = 0 if point_inputs is None else point_inputs.labels.size(1)
-        return bool(m.multimask_output_in_sam and (is_init_cond_frame or m.multimask_output_for_tracking)
-                    and m.multimask_min_pt_num <= n <= m.multimask_max_pt_num)
-
-    # ---- memory conditioning ---------------------------------------------------------------
-    def _memory_for(self, bank: MemoryBank, frame_idx: int, reverse: bool,
-                    num_frames: Optional[int], pos_enc: torch.Tensor, dtype: torch.dtype
-                    ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[int], Optional[torch.Tensor]]:
-        """One object's memory: spatial (tokens, pos) lists, pointer positions and pointers."""
-        m = self.model
-        stride = 1 if m.training else m.memory_temporal_stride_for_eval
-        entries = bank.spatial_entries(frame_idx, reverse, m.num_maskmem, stride,
-                                       m.max_cond_frames_in_attn)
-        mem, mem_pos = [], []
-        pos_tokens = pos_enc.flatten(2).permute(2, 0, 1)  # (hw, 1, mem_dim)
-        for t_pos, out in entries:
-            if out.maskmem_features is None:
-                raise RuntimeError("a spatial memory is missing (evicted and not recomputed)")
-            mem.append(out.maskmem_features.to(device=pos_enc.device, dtype=dtype)
-                       .flatten(2).permute(2, 0, 1))
-            mem_pos.append(pos_tokens.to(dtype) + m.maskmem_tpos_enc[m.num_maskmem - t_pos - 1].to(dtype))
-        ptr_pos: List[int] = []
+    # ---- 1. memory conditioning ------------------------------------------------------------
+    def memory(self, bank: MemoryBank, frame_idx: int, reverse: bool, num_frames: Optional[int],
+               dtype: torch.dtype, device: torch.device) -> Optional[MemoryTokens]:
+        """One bank's memory tokens for a frame (policy's choice of frames), or None."""
+        m, training = self.model, bool(self.model.training)
+        spatial = []
+        for t_pos, entry in self.policy.spatial_memories(bank, frame_idx, reverse, self.params, training):
+            feats, pos = bank.spatial(entry)
+            if feats is None or pos is None:
+                continue  # a frame whose memory was never encoded (upstream skips it too)
+            spatial.append((t_pos, feats, pos.to(device)))
+        ptr_entries = self.policy.object_pointers(bank, frame_idx, reverse, num_frames, self.params, training)
         ptrs = None
-        if m.use_obj_ptrs_in_encoder:
-            pe = bank.pointer_entries(frame_idx, reverse, num_frames, m.max_obj_ptrs_in_encoder,
-                                      (not m.training) and m.only_obj_ptrs_in_the_past_for_eval,
-                                      m.use_signed_tpos_enc_to_obj_ptrs, m.max_cond_frames_in_attn)
-            if pe:
-                ptr_pos = [p for p, _ in pe]
-                ptrs = torch.stack([p.to(device=pos_enc.device) for _, p in pe], dim=0)  # (n,1,C)
-        return mem, mem_pos, ptr_pos, ptrs
-
-    def _pointer_pos(self, ptr_pos: List[int], num_frames: Optional[int],
-                     device: torch.device) -> torch.Tensor:
-        """(n, mem_dim) temporal encodings of pointer positions."""
-        m = self.model
-        C, mem_dim = m.hidden_dim, m.mem_dim
-        if not m.add_tpos_enc_to_obj_ptrs:
-            return torch.zeros(len(ptr_pos), mem_dim, device=device)
-        max_ptr = m.max_obj_ptrs_in_encoder if num_frames is None else min(num_frames, m.max_obj_ptrs_in_encoder)
-        t_diff_max = max_ptr - 1
-        tpos_dim = C if m.proj_tpos_enc_in_obj_ptrs else mem_dim
-        pos = torch.tensor(ptr_pos, device=device)
-        pe = get_1d_sine_pe(pos / t_diff_max, dim=tpos_dim)
-        return m.obj_ptr_tpos_proj(pe)
+        t_diffs: List[int] = []
+        if ptr_entries:
+            t_diffs = [d for d, _ in ptr_entries]
+            ptrs = torch.stack([entry_field(e, "obj_ptr").to(device, non_blocking=True) for _, e in ptr_entries])
+        return m.build_memory(spatial, ptrs, t_diffs, num_frames, bank.rows, dtype)
 
     def condition(self, frame_idx: int, feats: FrameFeatures, banks: Sequence[MemoryBank],
-                  num_frames: Optional[int], reverse: bool, pos_enc: Optional[torch.Tensor],
-                  is_init_cond_frame: bool = False) -> torch.Tensor:
-        """Memory-conditioned features for each object: (B, C, H, W), B = len(banks).
+                  num_frames: Optional[int], reverse: bool, is_init_cond_frame: bool = False) -> torch.Tensor:
+        """Memory-conditioned features of the banks' rows: ``(B, C, H, W)``, B = total rows."""
+        m = self.model
+        rows = [b.rows for b in banks]
+        B = sum(rows)
+        size = feats.feat_sizes[-1]
+        curr, curr_pos = feats.expand(B)
+        top = curr[-1]
+        if m.num_maskmem == 0 or is_init_cond_frame:
+            return m.condition_on_memory(top, curr_pos, size, None, is_init_cond_frame)
+        for b in banks:
+            if not b.cond:
+                raise RuntimeError(f"frame {frame_idx} is tracked from memory, but an object has no "
+                                   "conditioning frame (a prompted frame) stored in its memory")
+        mems = [self.memory(b, frame_idx, reverse, num_frames, top.dtype, top.device) for b in banks]
+        if any(x is None for x in mems):
+            raise RuntimeError(f"no memory (spatial or pointer) is available for frame {frame_idx}; "
+                               "were the prompted frames memory-encoded?")
+        # Banks with the same token layout share one memory-attention call.
+        groups: Dict[Tuple[int, int], List[int]] = {}
+        for i, mem in enumerate(mems):
+            groups.setdefault((mem.memory.shape[0], mem.num_ptr_tokens), []).append(i)
+        starts = [sum(rows[:i]) for i in range(len(banks))]
+        t0 = self._now()
+        if len(groups) == 1:
+            out = m.condition_on_memory(top, curr_pos, size, MemoryTokens.cat_rows(mems), False)
+            self._tick("memory_attention", t0)
+            return out
+        pieces, order = [], []
+        for idx in groups.values():
+            r = [k for i in idx for k in range(starts[i], starts[i] + rows[i])]
+            sel = self._index(r, top.device)
+            pieces.append(m.condition_on_memory(top.index_select(1, sel), curr_pos.index_select(1, sel), size,
+                                                MemoryTokens.cat_rows([mems[i] for i in idx]), False))
+            order += r
+        inverse = [0] * B
+        for pos_in_cat, row in enumerate(order):
+            inverse[row] = pos_in_cat
+        out = torch.cat(pieces, 0).index_select(0, self._index(inverse, top.device))
+        self._tick("memory_attention", t0)
+        return out
 
-        Objects with the same memory layout share one memory-attention call.
+    # ---- 2. SAM heads ------------------------------------------------------------------------
+    def predict(self, frame_idx: int, feats: FrameFeatures, banks: Sequence[MemoryBank], *,
+                num_frames: Optional[int], reverse: bool = False, is_init_cond_frame: bool = False,
+                point_inputs: Optional[PointInputs] = None, mask_inputs: Optional[torch.Tensor] = None,
+                prev_mask_logits: Optional[torch.Tensor] = None) -> Prediction:
+        """The masks of a frame for the banks' rows (upstream ``_track_step``).
+
+        Args:
+            point_inputs: clicks / box corners for all rows, or None (tracking).
+            mask_inputs: ``(B, 1, S, S)`` 0/1 mask prompt, or None.
+            prev_mask_logits: ``(B, 1, S/4, S/4)`` earlier logits of this frame, the mask prompt
+                of a correction (needs ``point_inputs``).
+            is_init_cond_frame: the rows' first prompted frame (no memory read).
         """
         m = self.model
-        B = len(banks)
-        H, W = feats.feat_sizes[-1]
-        C = m.hidden_dim
-        curr, curr_pos = feats.expand(B)
-        top, top_pos = curr[-1], curr_pos
-        if m.num_maskmem == 0:
-            return self._top(top, (H, W))
-        if is_init_cond_frame:
-            if m.directly_add_no_mem_embed:
-                return self._top(top + m.no_mem_embed, (H, W))
-            memory = m.no_mem_embed.expand(1, B, m.mem_dim)
-            memory_pos = m.no_mem_pos_enc.expand(1, B, m.mem_dim)
-            out = m.memory_attention(curr=[top], curr_pos=[top_pos], memory=memory,
-                                     memory_pos=memory_pos, num_obj_ptr_tokens=0)
-            return self._top(out, (H, W))
-        if pos_enc is None:
-            raise RuntimeError("no memory position encoding yet: a prompt must be encoded first")
-        dtype = top.dtype
-        per_obj = []
-        for bank in banks:
-            if not bank.cond:
-                raise RuntimeError("an object without any conditioning frame cannot be tracked")
-            per_obj.append(self._memory_for(bank, frame_idx, reverse, num_frames, pos_enc, dtype))
-        groups: Dict[Tuple[int, int], List[int]] = {}
-        for i, (mem, _, ptr_pos, _) in enumerate(per_obj):
-            groups.setdefault((len(mem), len(ptr_pos)), []).append(i)
-        result = top.new_empty(B, C, H, W)
-        for (_, n_ptr), idx in groups.items():
-            mem_cols, pos_cols = [], []
-            for i in idx:
-                mem, mem_pos, ptr_pos, ptrs = per_obj[i]
-                tok, tpos = list(mem), list(mem_pos)
-                if n_ptr:
-                    p_pos = self._pointer_pos(ptr_pos, num_frames, top.device).to(dtype)[:, None]
-                    p = ptrs.to(dtype)
-                    if m.mem_dim < C:
-                        k = C // m.mem_dim
-                        p = p.reshape(-1, 1, k, m.mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
-                        p_pos = p_pos.repeat_interleave(k, dim=0)
-                    tok.append(p)
-                    tpos.append(p_pos)
-                mem_cols.append(torch.cat(tok, dim=0))
-                pos_cols.append(torch.cat(tpos, dim=0))
-            memory = torch.cat(mem_cols, dim=1)
-            memory_pos = torch.cat(pos_cols, dim=1)
-            n_ptr_tokens = n_ptr * (C // m.mem_dim if m.mem_dim < C else 1)
-            sel = torch.tensor(idx, device=top.device)
-            g_curr = top if len(idx) == B else top.index_select(1, sel)
-            g_pos = top_pos if len(idx) == B else top_pos.index_select(1, sel)
-            t0 = self._now()
-            out = m.memory_attention(curr=[g_curr], curr_pos=[g_pos], memory=memory,
-                                     memory_pos=memory_pos, num_obj_ptr_tokens=n_ptr_tokens)
-            self._tick("memory_attention", t0)
-            result[idx] = out.permute(1, 2, 0).reshape(len(idx), C, H, W).to(result.dtype)
-        return result
-
-    # ---- the SAM heads ---------------------------------------------------------------------
-    def _heads(self, pix_feat: torch.Tensor, feats: FrameFeatures, point_inputs: Optional[PointInputs],
-               mask_inputs: Optional[torch.Tensor], multimask: bool) -> Tuple[torch.Tensor, ...]:
-        B = pix_feat.size(0)
-        curr, _ = feats.expand(B)
-        hr = self._high_res(curr, feats.feat_sizes)
-        t0 = self._now()
-        outs = self.model._forward_sam_heads(
-            backbone_features=pix_feat,
-            point_inputs=None if point_inputs is None else point_inputs.as_dict(),
-            mask_inputs=mask_inputs, high_res_features=hr, multimask_output=multimask)
-        self._tick("mask_decoder", t0)
-        return outs
-
-    @staticmethod
-    def _best_iou(ious: torch.Tensor) -> torch.Tensor:
-        return ious.float().max(dim=-1).values
-
-    # ---- public steps ----------------------------------------------------------------------
-    def prompt(self, frame_idx: int, feats: FrameFeatures, bank: MemoryBank, is_init_cond_frame: bool,
-               point_inputs: Optional[PointInputs], mask_inputs: Optional[torch.Tensor],
-               prev_mask_logits: Optional[torch.Tensor], num_frames: Optional[int], reverse: bool,
-               pos_enc: Optional[torch.Tensor]) -> Tuple[FrameOutput, torch.Tensor]:
-        """One object's output for a prompt on a frame (upstream ``track_step`` without memory
-        encoding). Returns the output and its (1, 1, S, S) high-resolution mask logits."""
-        m = self.model
+        B = sum(b.rows for b in banks)
         if point_inputs is not None and mask_inputs is not None:
             raise ValueError("a frame takes either points/box or a mask for an object, not both")
+        hr = self.high_res(feats, B)
         if mask_inputs is not None and m.use_mask_input_as_output_without_sam:
-            H, W = feats.feat_sizes[-1]
-            pix = self._top(feats.vision_feats[-1], (H, W))
-            hr = self._high_res(feats.vision_feats, feats.feat_sizes)
-            outs = m._use_mask_as_output(pix, hr, mask_inputs)
-        else:
-            pix = self.condition(frame_idx, feats, [bank], num_frames, reverse, pos_enc,
-                                 is_init_cond_frame=is_init_cond_frame)
-            if prev_mask_logits is not None:
-                mask_inputs = prev_mask_logits
-            outs = self._heads(pix, feats, point_inputs, mask_inputs,
-                               self.use_multimask(is_init_cond_frame, point_inputs))
-        _, _, ious, low, high, obj_ptr, score = outs
-        out = FrameOutput(pred_masks=low.float(), obj_ptr=obj_ptr, object_score_logits=score.float(),
-                          iou=self._best_iou(ious), mask_from_points=True, reverse=reverse)
-        return out, high
+            pix = self._top(feats.expand(B)[0][-1], feats.feat_sizes[-1])
+            return Prediction(m.mask_as_output(pix, hr, mask_inputs), pix, hr)
+        pix = self.condition(frame_idx, feats, banks, num_frames, reverse, is_init_cond_frame)
+        if prev_mask_logits is not None:
+            if point_inputs is None:
+                raise ValueError("prev_mask_logits needs point inputs and no mask input")
+            mask_inputs = prev_mask_logits
+        n_pts = 0 if point_inputs is None else point_inputs.num_points
+        t0 = self._now()
+        cand = m.decode_masks(pix, None if point_inputs is None else point_inputs.as_dict(), mask_inputs, hr,
+                              m.use_multimask(is_init_cond_frame, n_pts))
+        choice = None
+        if cand.multimask and point_inputs is None and mask_inputs is None:
+            choice = self.policy.choose(banks, frame_idx, cand, reverse)
+        sam = m.select_masks(cand, choice)
+        self._tick("mask_decoder", t0)
+        return Prediction(sam, pix, hr)
 
-    def track(self, frame_idx: int, feats: FrameFeatures, banks: Sequence[MemoryBank],
-              num_frames: Optional[int], reverse: bool, pos_enc: torch.Tensor,
-              run_mem_encoder: bool = True) -> List[FrameOutput]:
-        """Track objects on a frame from their memories (all batched). Memories are encoded
-        unless ``run_mem_encoder`` is False."""
-        if not banks:
-            return []
-        pix = self.condition(frame_idx, feats, banks, num_frames, reverse, pos_enc)
-        _, _, ious, low, high, obj_ptr, score = self._heads(
-            pix, feats, None, None, self.use_multimask(False, None))
-        low = low.float()
-        score = score.float()
-        maskmem = None
-        if run_mem_encoder and self.model.num_maskmem > 0:
-            maskmem, _ = self.encode_memory(feats, high, score, from_points=False)
-        low = self.fill_holes(low)
-        iou = self._best_iou(ious)
-        outs = []
-        for i in range(len(banks)):
-            outs.append(FrameOutput(
-                pred_masks=low[i:i + 1], obj_ptr=obj_ptr[i:i + 1], object_score_logits=score[i:i + 1],
-                iou=iou[i:i + 1], maskmem_features=None if maskmem is None else maskmem[i:i + 1],
-                mask_from_points=False, reverse=reverse))
-        return outs
+    def refine(self, pred: Prediction, point_inputs: PointInputs, mask_inputs: Optional[torch.Tensor],
+               is_init_cond_frame: bool) -> Prediction:
+        """Decode the same frame again with more clicks (and the previous logits as mask
+        prompt): a correction, as in interactive use and in training's simulated corrections."""
+        m = self.model
+        multi = m.use_multimask(is_init_cond_frame, point_inputs.num_points)
+        sam = m.select_masks(m.decode_masks(pred.pix_feat, point_inputs.as_dict(), mask_inputs, pred.high_res,
+                                            multi))
+        return Prediction(sam, pred.pix_feat, pred.high_res)
 
+    # ---- 3. memory encoding ----------------------------------------------------------------
     def encode_memory(self, feats: FrameFeatures, high_res_masks: torch.Tensor,
-                      object_score_logits: torch.Tensor, from_points: bool
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Spatial memories of B masks on one frame: ((B, mem_dim, h, w) bf16, (1, mem_dim, h, w) pos).
-
-        Each object is encoded on its own where the model would otherwise couple objects
-        (``non_overlap_masks_for_mem_enc``): upstream encodes objects one at a time.
-        """
+                      object_score_logits: torch.Tensor, from_points: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """The model's memory encoder on B masks of one frame (raw output: features in the
+        encoder's dtype, upstream's ``[pos]`` list)."""
         m = self.model
         B = high_res_masks.size(0)
         t0 = self._now()
-        if B > 1 and getattr(m, "non_overlap_masks_for_mem_enc", False):
-            parts = [self.encode_memory(feats, high_res_masks[i:i + 1], object_score_logits[i:i + 1],
-                                        from_points) for i in range(B)]
-            return torch.cat([p[0] for p in parts], 0), parts[0][1]
+        if B > 1 and getattr(m, "non_overlap_masks_for_mem_enc", False) and not m.training:
+            # that flag couples objects; upstream's predictor encodes its objects one at a time
+            parts = [self.encode_memory(feats, high_res_masks[i:i + 1], object_score_logits[i:i + 1], from_points)
+                     for i in range(B)]
+            return torch.cat([p[0] for p in parts], 0), [torch.cat([p[1][-1] for p in parts], 0)]
         curr, _ = feats.expand(B)
-        feat, pos = m._encode_new_memory(
-            current_vision_feats=curr, feat_sizes=feats.feat_sizes, pred_masks_high_res=high_res_masks,
-            object_score_logits=object_score_logits, is_mask_from_pts=from_points)
+        out = m.encode_memory(curr, feats.feat_sizes, high_res_masks, object_score_logits,
+                              is_mask_from_pts=from_points, binarize=self.binarize_prompted)
         self._tick("memory_encoder", t0)
-        return feat.to(MEMORY_DTYPE), pos[-1][:1].float()
+        return out
 
+    def memorize(self, feats: FrameFeatures, high_res_masks: torch.Tensor, object_score_logits: torch.Tensor,
+                 from_points: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The frame's new spatial memories as the banks store them: ``((B, mem_dim, h, w) in
+        ``memory_dtype``, (1, mem_dim, h, w) float32 position code shared by all memories)``."""
+        feat, pos = self.encode_memory(feats, high_res_masks, object_score_logits, from_points)
+        if self.memory_dtype is not None:
+            feat = feat.to(self.memory_dtype)
+        return feat, pos[-1][:1].float()
+
+    def memorize_prompted(self, feats: FrameFeatures, low_res_masks: torch.Tensor,
+                          object_score_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Memory of a prompted frame, encoded once the user is done with it: from its (final,
+        hole-filled) low-res logits upsampled to ``S x S``, as upstream encodes prompted frames
+        when propagation starts."""
+        return self.memorize(feats, self.upsample(low_res_masks), object_score_logits, from_points=True)
+
+    # ---- the step for tracked frames ---------------------------------------------------------
+    def track(self, frame_idx: int, feats: FrameFeatures, banks: Sequence[MemoryBank], num_frames: Optional[int],
+              reverse: bool, run_mem_encoder: bool = True) -> List[FrameOutput]:
+        """Track the banks' rows on a frame from their memories: condition -> heads -> memory.
+
+        Returns one :class:`FrameOutput` per bank (``pred_masks`` not yet hole-filled: see
+        :meth:`fill_holes`; ``in_memory`` as the policy admits it). Nothing is stored.
+        """
+        if not banks:
+            return []
+        m = self.model
+        maskmem = None
+        if self._use_compiled(banks, run_mem_encoder):
+            from .compiled import track_compiled
+
+            t0 = self._now()
+            sam, maskmem = track_compiled(self, frame_idx, feats, banks, num_frames, reverse)
+            if self.memory_dtype is not None:
+                maskmem = maskmem.to(self.memory_dtype)
+            self._tick("compiled_step", t0)
+        else:
+            sam = self.predict(frame_idx, feats, banks, num_frames=num_frames, reverse=reverse).sam
+            if run_mem_encoder and m.num_maskmem > 0:
+                maskmem, _ = self.memorize(feats, sam.high_res_masks, sam.object_score_logits, from_points=False)
+        low, score = sam.low_res_masks.float(), sam.object_score_logits.float()
+        iou = self.best_iou(sam.ious)
+        outs, r = [], 0
+        for bank in banks:
+            s = slice(r, r + bank.rows)
+            r += bank.rows
+            out = FrameOutput(pred_masks=low[s], obj_ptr=sam.obj_ptr[s], object_score_logits=score[s], iou=iou[s],
+                              maskmem_features=None if maskmem is None else maskmem[s], mask_from_points=False,
+                              reverse=reverse)
+            out.in_memory = self.policy.admit(bank, frame_idx, out, reverse)
+            outs.append(out)
+        return outs
+
+    def _use_compiled(self, banks: Sequence[MemoryBank], run_mem_encoder: bool) -> bool:
+        m = self.model
+        return (self.compiled is not None and run_mem_encoder and m.num_maskmem > 0 and not m.training
+                and all(b.rows == 1 and b.cond for b in banks)
+                and not getattr(m, "non_overlap_masks_for_mem_enc", False))
+
+    def prompt_output(self, pred: Prediction, reverse: bool) -> FrameOutput:
+        """A prompted frame's :class:`FrameOutput` (memory encoded later, see
+        :meth:`memorize_prompted`)."""
+        sam = pred.sam
+        return FrameOutput(pred_masks=sam.low_res_masks.float(), obj_ptr=sam.obj_ptr,
+                           object_score_logits=sam.object_score_logits.float(), iou=self.best_iou(sam.ious),
+                           mask_from_points=True, reverse=reverse)
+
+    @staticmethod
+    def best_iou(ious: torch.Tensor) -> torch.Tensor:
+        """(B, M) predicted IoUs -> (B,) of the best candidate."""
+        return ious.float().max(dim=-1).values
+
+    # ---- outputs (host work, after the step) -------------------------------------------------
     def upsample(self, low_res: torch.Tensor) -> torch.Tensor:
         """(B, 1, s/4, s/4) -> (B, 1, S, S) bilinear, as upstream re-encodes prompted frames."""
         S = self.image_size
         return F.interpolate(low_res, size=(S, S), mode="bilinear", align_corners=False)
 
     def fill_holes(self, low: torch.Tensor) -> torch.Tensor:
-        """Fill background holes up to ``fill_hole_area`` pixels with logit 0.1 (8-connectivity).
-
-        Upstream does this with a CUDA-only kernel; this uses ``scipy.ndimage`` on any device.
-        """
+        """Fill background holes up to ``fill_hole_area`` pixels with logit 0.1 (8-connectivity)
+        in returned masks (upstream does it with a CUDA-only kernel; this runs on any device, see
+        :func:`~sam2_plugins.predictors.image.postprocess.fill_holes_in_mask_scores`). A host
+        round-trip on the CPU path: it runs after the step, on returned masks only."""
         if self.fill_hole_area <= 0:
             return low
-        from scipy import ndimage
-
-        bg = (low <= 0).cpu().numpy()
-        fill = torch.zeros(low.shape, dtype=torch.bool)
-        structure = [[1, 1, 1], [1, 1, 1], [1, 1, 1]]
-        for b in range(bg.shape[0]):
-            for c in range(bg.shape[1]):
-                lab, n = ndimage.label(bg[b, c], structure=structure)
-                if n == 0:
-                    continue
-                areas = ndimage.sum_labels(bg[b, c], lab, index=range(1, n + 1))
-                small = [i + 1 for i, a in enumerate(areas) if a <= self.fill_hole_area]
-                if small:
-                    fill[b, c] = torch.from_numpy(np.isin(lab, small))
-        return torch.where(fill.to(low.device), torch.full_like(low, 0.1), low)
-
+        return fill_holes_in_mask_scores(low, self.fill_hole_area)

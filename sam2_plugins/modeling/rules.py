@@ -1,6 +1,21 @@
-"""Small pure functions used by :class:`~sam2_plugins.modeling.sam2.SAM2Model` for tracking.
+"""SAM 2's small tracking rules, each defined once.
 
-They have no parameters and no state; the video predictor and the memory bank use them too.
+Pure functions with no parameters and no state, used by the model, the tracking engine
+(:mod:`sam2_plugins.predictors.video`), the memory policies and the Lightning module alike:
+
+* which conditioning frames a frame reads (:func:`select_closest_cond_frames`),
+* which earlier frames fill the spatial memory slots (:func:`memory_slot_frames`,
+  :func:`select_spatial_memories`),
+* which object pointers a frame reads (:func:`select_object_pointers`,
+  :func:`pointer_window`),
+* the 1-D sine position code of frame distances (:func:`get_1d_sine_pe`),
+* when the decoder returns several masks (:func:`use_multimask`),
+* boxes as two corner clicks (:func:`box_to_points`, :func:`prompts_to_point_inputs`),
+* the "no object" logit (:data:`NO_OBJ_SCORE`) and non-overlap (:func:`apply_non_overlapping_constraints`).
+
+Entries of the memory (one frame's stored output) may be upstream-style dicts or
+:class:`~sam2_plugins.predictors.video.entry.FrameOutput` objects: the selection functions only
+move them around, :func:`entry_field` reads them.
 """
 
 from __future__ import annotations
@@ -11,12 +26,16 @@ import torch
 
 __all__ = [
     "NO_OBJ_SCORE",
+    "entry_field",
     "select_closest_cond_frames",
     "get_1d_sine_pe",
-    "non_cond_memory_frame_indices",
+    "memory_slot_frames",
+    "pointer_window",
     "apply_non_overlapping_constraints",
     "select_spatial_memories",
     "select_object_pointers",
+    "use_multimask",
+    "box_to_points",
     "prompts_to_point_inputs",
 ]
 
@@ -81,7 +100,7 @@ def get_1d_sine_pe(pos_inds: torch.Tensor, dim: int, temperature: float = 10000.
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-def non_cond_memory_frame_indices(
+def memory_slot_frames(
     frame_idx: int, num_maskmem: int, stride: int = 1, reverse: bool = False
 ) -> Dict[int, int]:
     """The frames whose (non-conditioning) memories tracking ``frame_idx`` reads.
@@ -125,61 +144,66 @@ def apply_non_overlapping_constraints(pred_masks: torch.Tensor) -> torch.Tensor:
     return torch.where(winner == ids, pred_masks, pred_masks.clamp(max=-10.0))
 
 
-def optional_to(x: Optional[torch.Tensor], device: torch.device) -> Optional[torch.Tensor]:
-    """``x.to(device, non_blocking=True)`` that passes ``None`` through."""
-    return None if x is None else x.to(device, non_blocking=True)
-
-
-FrameOutputs = Mapping[int, Mapping[str, Any]]
+def entry_field(entry: Any, name: str) -> Any:
+    """A field of a stored frame output: ``entry[name]`` for upstream-style dicts, else the
+    attribute (``maskmem_features``, ``obj_ptr``, ...). Missing fields read as None."""
+    if isinstance(entry, Mapping):
+        return entry.get(name)
+    return getattr(entry, name, None)
 
 
 def select_spatial_memories(
     frame_idx: int,
-    output_dict: Mapping[str, FrameOutputs],
+    cond: Mapping[int, V],
+    non_cond: Mapping[int, V],
     num_maskmem: int,
     max_cond_frames_in_attn: int = -1,
     stride: int = 1,
     reverse: bool = False,
-) -> Tuple[List[Tuple[int, Mapping[str, Any]]], Dict[int, Mapping[str, Any]],
-           Dict[int, Mapping[str, Any]]]:
+) -> Tuple[List[Tuple[int, V]], Dict[int, V], Dict[int, V]]:
     """Which stored frame outputs become spatial memories when tracking ``frame_idx``.
 
     Args:
-        output_dict: ``{"cond_frame_outputs": {t: out}, "non_cond_frame_outputs": {t: out}}``.
+        cond / non_cond: conditioning (prompted) and tracked frames' outputs, by frame index.
         num_maskmem: memory slots (7): conditioning frames use slot 0, and the
-            ``num_maskmem - 1`` previous frames (see :func:`non_cond_memory_frame_indices`)
-            slots ``1 .. num_maskmem - 1``. A conditioning frame left out by
+            ``num_maskmem - 1`` previous frames (see :func:`memory_slot_frames`) slots
+            ``1 .. num_maskmem - 1``. A conditioning frame left out by
             ``max_cond_frames_in_attn`` may still fill a previous-frame slot.
 
     Returns:
         ``(memories, selected_cond, unselected_cond)``: ``memories`` is a list of
-        ``(t_pos, out)`` (conditioning frames first, then increasing ``t_pos``; frames that are
-        missing are skipped).
+        ``(t_pos, entry)`` (conditioning frames first in insertion order, then increasing
+        ``t_pos``; frames that are missing are skipped).
     """
-    cond = output_dict["cond_frame_outputs"]
-    non_cond = output_dict["non_cond_frame_outputs"]
     selected, unselected = select_closest_cond_frames(frame_idx, cond, max_cond_frames_in_attn)
-    memories: List[Tuple[int, Mapping[str, Any]]] = [(0, out) for out in selected.values()]
-    for t_pos, t in non_cond_memory_frame_indices(frame_idx, num_maskmem, stride,
-                                                  reverse).items():
+    memories: List[Tuple[int, V]] = [(0, out) for out in selected.values()]
+    for t_pos, t in memory_slot_frames(frame_idx, num_maskmem, stride, reverse).items():
         out = non_cond.get(t, unselected.get(t))
         if out is not None:
             memories.append((t_pos, out))
     return memories, selected, unselected
 
 
+def pointer_window(num_frames: Optional[int], max_obj_ptrs_in_encoder: int) -> int:
+    """How many frames' object pointers a frame may read: ``min(num_frames, max_obj_ptrs)``;
+    an open-ended stream (``num_frames=None``) counts as long."""
+    if num_frames is None:
+        return int(max_obj_ptrs_in_encoder)
+    return min(int(num_frames), int(max_obj_ptrs_in_encoder))
+
+
 def select_object_pointers(
     frame_idx: int,
-    selected_cond: Mapping[int, Mapping[str, Any]],
-    unselected_cond: Mapping[int, Mapping[str, Any]],
-    non_cond: Mapping[int, Mapping[str, Any]],
+    selected_cond: Mapping[int, V],
+    unselected_cond: Mapping[int, V],
+    non_cond: Mapping[int, V],
     max_obj_ptrs: int,
     num_frames: Optional[int],
     reverse: bool = False,
     only_past: bool = True,
     signed: bool = False,
-) -> List[Tuple[int, torch.Tensor]]:
-    """The object pointers the memory attention reads when tracking ``frame_idx``.
+) -> List[Tuple[int, V]]:
+    """The entries whose object pointers the memory attention reads when tracking ``frame_idx``.
 
     Conditioning-frame pointers come first (with ``only_past``, only those at or before the
     frame in tracking order), at temporal distance ``frame_idx - t`` (negated when tracking in
@@ -187,8 +211,11 @@ def select_object_pointers(
     ``max_obj_ptrs - 1`` previous frames in tracking order (non-conditioning outputs, or
     unselected conditioning ones), at distance 1, 2, ...; the walk stops at the video's ends.
 
+    Args:
+        max_obj_ptrs: the window, :func:`pointer_window` of the video length.
+
     Returns:
-        ``[(distance, obj_ptr (B, C))]`` in that order.
+        ``[(distance, entry)]`` in that order.
     """
     sign = -1 if reverse else 1
     if only_past:
@@ -196,17 +223,51 @@ def select_object_pointers(
                       if (t >= frame_idx if reverse else t <= frame_idx)]
     else:
         cond_items = list(selected_cond.items())
-    out: List[Tuple[int, torch.Tensor]] = [
-        ((frame_idx - t) * sign if signed else abs(frame_idx - t), o["obj_ptr"])
-        for t, o in cond_items]
+    out: List[Tuple[int, V]] = [
+        ((frame_idx - t) * sign if signed else abs(frame_idx - t), o) for t, o in cond_items]
     for t_diff in range(1, max_obj_ptrs):
         t = frame_idx + t_diff if reverse else frame_idx - t_diff
         if t < 0 or (num_frames is not None and t >= num_frames):
             break
         o = non_cond.get(t, unselected_cond.get(t))
         if o is not None:
-            out.append((t_diff, o["obj_ptr"]))
+            out.append((t_diff, o))
     return out
+
+
+def use_multimask(flags: Any, is_init_cond_frame: bool, num_points: int) -> bool:
+    """SAM 2's rule for asking the decoder for 3 candidate masks instead of 1.
+
+    Args:
+        flags: anything with the model's ``multimask_output_in_sam``,
+            ``multimask_output_for_tracking``, ``multimask_min_pt_num`` and
+            ``multimask_max_pt_num`` (the model itself, or its tracking config).
+        is_init_cond_frame: the object's first prompted frame.
+        num_points: clicks (including box corners) on this frame; 0 when tracking.
+
+    Returns:
+        True on initial frames (and on tracked frames if ``multimask_output_for_tracking``)
+        when the number of points is within ``[multimask_min_pt_num, multimask_max_pt_num]``.
+    """
+    return bool(flags.multimask_output_in_sam
+                and (is_init_cond_frame or flags.multimask_output_for_tracking)
+                and flags.multimask_min_pt_num <= num_points <= flags.multimask_max_pt_num)
+
+
+def box_to_points(boxes: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Boxes as SAM's two corner clicks.
+
+    Args:
+        boxes: ``(B, 4)`` (or ``(4,)``) float ``x0, y0, x1, y1``.
+
+    Returns:
+        ``((B, 2, 2) float32 corner coordinates, (B, 2) int32 labels 2 (top-left) and 3
+        (bottom-right))``, on ``boxes.device``.
+    """
+    b = boxes.reshape(-1, 4).float()
+    coords = b.reshape(-1, 2, 2)
+    labels = torch.tensor([2, 3], dtype=torch.int32, device=boxes.device).expand(b.shape[0], 2)
+    return coords, labels
 
 
 def prompts_to_point_inputs(
@@ -234,8 +295,9 @@ def prompts_to_point_inputs(
     if boxes is not None:
         if tuple(boxes.shape) != (batch, 4):
             raise ValueError(f"boxes must be ({batch}, 4) xyxy, got {tuple(boxes.shape)}")
-        coords.append(boxes.reshape(batch, 2, 2).float())
-        labels.append(torch.tensor([2, 3], dtype=torch.int32, device=boxes.device).expand(batch, 2))
+        box_coords, box_labels = box_to_points(boxes)
+        coords.append(box_coords)
+        labels.append(box_labels)
     if point_coords is not None and point_labels is not None:
         if point_coords.dim() != 3 or point_coords.shape[0] != batch or point_coords.shape[-1] != 2:
             raise ValueError(f"point_coords must be ({batch}, N, 2), got {tuple(point_coords.shape)}")
