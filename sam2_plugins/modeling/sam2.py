@@ -336,31 +336,10 @@ class SAM2Model(nn.Module):
         run_mem_encoder: bool = True,
         prev_sam_mask_logits: Optional[Tensor] = None,
     ) -> Dict[str, Any]:
-        """Segment one frame for a batch of ``B`` objects and (optionally) encode its memory.
-
-        Upstream's entry point, run by the tracking engine
-        (:func:`sam2_plugins.predictors.video.upstream_api.track_step`).
-
-        Args:
-            frame_idx: index of this frame in the video.
-            is_init_cond_frame: the first prompted frame of these objects (no memory read).
-            current_vision_feats / current_vision_pos_embeds / feat_sizes: from
-                :meth:`prepare_backbone_features` (features expanded to ``B`` objects).
-            point_inputs: clicks/box corners in model-input pixels, or ``None``.
-            mask_inputs: ``(B, 1, S, S)`` 0/1 mask prompt, or ``None``.
-            output_dict: the memory (see :meth:`_prepare_memory_conditioned_features`).
-            num_frames: video length (sets the pointer count and temporal scale); ``None`` for
-                an open-ended stream.
-            track_in_reverse: tracking backwards in time.
-            run_mem_encoder: also compute this frame's memory.
-            prev_sam_mask_logits: ``(B, 1, S/4, S/4)`` earlier logits used as the mask prompt
-                together with new clicks.
-
-        Returns:
-            ``{"point_inputs", "mask_inputs", "pred_masks" (B,1,S/4,S/4),
-            "pred_masks_high_res" (B,1,S,S), "obj_ptr" (B,C), "object_score_logits" (B,1),
-            "maskmem_features" (B,mem_dim,H,W) | None, "maskmem_pos_enc" [..] | None}``.
-            Unlike upstream, ``object_score_logits`` is also returned in training mode.
+        """Segment one frame for ``B`` objects and (optionally) encode its memory: upstream's
+        entry point and semantics, run by the tracking engine (see
+        :func:`sam2_plugins.predictors.video.upstream_api.track_step` for the arguments and the
+        returned dict). Unlike upstream, ``object_score_logits`` is also returned in training.
         """
         from ..predictors.video.upstream_api import track_step
 

@@ -47,9 +47,31 @@ def track_step(model: torch.nn.Module, frame_idx: int, is_init_cond_frame: bool,
                point_inputs: Optional[Dict[str, Tensor]], mask_inputs: Optional[Tensor], output_dict: OutputDict,
                num_frames: Optional[int], track_in_reverse: bool = False, run_mem_encoder: bool = True,
                prev_sam_mask_logits: Optional[Tensor] = None) -> Dict[str, Any]:
-    """One frame for B objects, as upstream ``SAM2Base.track_step`` returns it (a dict with
-    ``point_inputs, mask_inputs, pred_masks, pred_masks_high_res, obj_ptr, object_score_logits,
-    maskmem_features, maskmem_pos_enc``)."""
+    """One frame for B objects, as upstream ``SAM2Base.track_step``.
+
+    Args:
+        frame_idx: index of this frame in the video.
+        is_init_cond_frame: the first prompted frame of these objects (no memory read).
+        current_vision_feats / current_vision_pos_embeds / feat_sizes: from
+            ``model.prepare_backbone_features`` (``(HW, B, C)`` per level, features expanded to
+            ``B`` objects).
+        point_inputs: ``{"point_coords": (B, P, 2), "point_labels": (B, P)}`` clicks / box
+            corners in model-input pixels, or ``None``.
+        mask_inputs: ``(B, 1, S, S)`` 0/1 mask prompt, or ``None``.
+        output_dict: the memory, ``{"cond_frame_outputs": {t: out}, "non_cond_frame_outputs":
+            {t: out}}``, read in place.
+        num_frames: video length (sets the pointer count and temporal scale); ``None`` for an
+            open-ended stream.
+        track_in_reverse: tracking backwards in time.
+        run_mem_encoder: also compute this frame's memory.
+        prev_sam_mask_logits: ``(B, 1, S/4, S/4)`` earlier logits used as the mask prompt
+            together with new clicks.
+
+    Returns:
+        ``{"point_inputs", "mask_inputs", "pred_masks" (B,1,S/4,S/4), "pred_masks_high_res"
+        (B,1,S,S), "obj_ptr" (B,C), "object_score_logits" (B,1), "maskmem_features"
+        (B,mem_dim,H,W) | None, "maskmem_pos_enc" [(B,mem_dim,H,W)] | None}``.
+    """
     feats, bank = _inputs(current_vision_feats, current_vision_pos_embeds, feat_sizes, output_dict)
     step = TrackingStep(model, memory_dtype=None)
     if prev_sam_mask_logits is not None and (point_inputs is None or mask_inputs is not None):
