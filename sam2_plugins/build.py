@@ -14,13 +14,15 @@ import torch
 from .checkpoints import CheckpointError, PathLike, ProgressFn, load_state_dict_file, resolve_checkpoint
 from .configs import MODEL_CONFIGS, SAM2Config, get_config
 from .device import DeviceLike, pick_device
-from .upstream_compat import POSTPROCESSING_OVERRIDES, VIDEO_POSTPROCESSING_OVERRIDES, apply_overrides
+from .upstream_compat import (HF_MODEL_IDS, POSTPROCESSING_OVERRIDES, VIDEO_POSTPROCESSING_OVERRIDES,
+                              apply_overrides)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .modeling.sam2 import SAM2Model
     from .predictors.video import SAM2VideoPredictor
 
-__all__ = ["build_sam2", "build_sam2_video_predictor", "load_checkpoint", "guess_model_name"]
+__all__ = ["build_sam2", "build_sam2_video_predictor", "build_sam2_hf", "build_sam2_video_predictor_hf",
+           "load_checkpoint", "guess_model_name"]
 
 
 _NO_OVERRIDES: Tuple[str, ...] = ()
@@ -179,6 +181,27 @@ def build_sam2_video_predictor(
     kwargs.update(predictor_kwargs)
     # apply_postprocessing=None: the model's config already carries binarize_mask_from_pts_for_mem_enc.
     return SAM2VideoPredictor(model, apply_postprocessing=None, **kwargs)
+
+
+def _hf_kwargs(model_id: str, kwargs: Dict[str, object]) -> Dict[str, object]:
+    if model_id not in HF_MODEL_IDS:
+        raise ValueError(f"unknown Hugging Face model id {model_id!r}; expected one of {', '.join(HF_MODEL_IDS)}")
+    if "checkpoint" not in kwargs and "ckpt_path" not in kwargs:
+        kwargs["checkpoint"] = "download"
+    return {"name": HF_MODEL_IDS[model_id], **kwargs}
+
+
+def build_sam2_hf(model_id: str, **kwargs: object) -> "SAM2Model":
+    """Upstream's ``build_sam2_hf``: a model from its Hugging Face id (``"facebook/sam2.1-hiera-tiny"``)
+    with the official weights (``checkpoint="download"``: Meta's URL or the Hugging Face mirror,
+    cached). Other keywords go to :func:`build_sam2`."""
+    return build_sam2(**_hf_kwargs(model_id, dict(kwargs)))  # type: ignore[arg-type]
+
+
+def build_sam2_video_predictor_hf(model_id: str, **kwargs: object) -> "SAM2VideoPredictor":
+    """Upstream's ``build_sam2_video_predictor_hf``: as :func:`build_sam2_hf`, through
+    :func:`build_sam2_video_predictor`."""
+    return build_sam2_video_predictor(**_hf_kwargs(model_id, dict(kwargs)))  # type: ignore[arg-type]
 
 
 def _shapes(sd: Mapping[str, torch.Tensor]) -> Dict[str, Tuple[int, ...]]:

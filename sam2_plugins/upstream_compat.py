@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from .configs import DecoderConfig, SAM2Config, TrackingConfig
 
-__all__ = ["UPSTREAM_YAML", "POSTPROCESSING_OVERRIDES", "VIDEO_POSTPROCESSING_OVERRIDES",
+__all__ = ["UPSTREAM_YAML", "HF_MODEL_IDS", "POSTPROCESSING_OVERRIDES", "VIDEO_POSTPROCESSING_OVERRIDES",
            "supported_override_keys", "apply_overrides"]
 
 UPSTREAM_YAML: Dict[str, str] = {
@@ -48,6 +48,13 @@ UPSTREAM_YAML: Dict[str, str] = {
 }
 """Our model name -> upstream's package-relative yaml (what upstream's ``build_sam2`` takes).
 :func:`~sam2_plugins.configs.get_config` accepts these paths (and their file names) directly."""
+
+HF_MODEL_IDS: Dict[str, str] = {
+    f"facebook/sam2{v}-hiera-{hf}": f"sam2{v}_hiera_{ours}"
+    for v in ("", ".1")
+    for hf, ours in (("tiny", "tiny"), ("small", "small"), ("base-plus", "base_plus"), ("large", "large"))
+}
+"""Hugging Face ids upstream's ``from_pretrained`` / ``build_sam2_hf`` take -> our model names."""
 
 # What upstream's builders append to the caller's overrides with apply_postprocessing=True
 # (after them, so these win over the caller's own values, as upstream).

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Sequence
 import pytest
 import torch
 
-from sam2_plugins import build_sam2, build_sam2_video_predictor
+from sam2_plugins import build_sam2, build_sam2_hf, build_sam2_video_predictor, build_sam2_video_predictor_hf
 from sam2_plugins.configs import TrackingConfig
 from sam2_plugins.upstream_compat import UPSTREAM_YAML, supported_override_keys
 from tests.ref_utils import require_reference
@@ -162,3 +162,13 @@ def test_ckpt_path_loads_like_checkpoint(tmp_path: Path) -> None:
     loaded = build_sam2_video_predictor(config_file="nano", ckpt_path=str(path), device="cpu").model
     for (k, a), b in zip(src.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_hugging_face_ids() -> None:
+    with torch.device("meta"):
+        model = build_sam2_hf("facebook/sam2-hiera-small", checkpoint=None, device="meta")
+        video = build_sam2_video_predictor_hf("facebook/sam2.1-hiera-base-plus", ckpt_path=None, device="meta")
+    assert model.config.name == "sam2_hiera_small"
+    assert video.model.config.name == "sam2.1_hiera_base_plus" and video.dtype is None
+    with pytest.raises(ValueError, match="unknown Hugging Face model id 'facebook/sam3'.*facebook/sam2.1-hiera-tiny"):
+        build_sam2_hf("facebook/sam3")
