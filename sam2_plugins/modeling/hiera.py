@@ -294,7 +294,8 @@ class Hiera(nn.Module):
         """
         grad = torch.is_grad_enabled() and (self.pos_embed.requires_grad
                                             or self.pos_embed_window.requires_grad)
-        if grad:
+        # Under torch.compile the resize is part of the graph (the cache's checks would break it).
+        if grad or torch.compiler.is_compiling():
             return self._compute_pos_embed(hw)
         return self._pos_cache.get((self.pos_embed, self.pos_embed_window), tuple(hw),
                                    lambda: self._compute_pos_embed(hw))

@@ -66,10 +66,14 @@ class PromptEncoder(nn.Module):
         """
         g = self.pe_layer.positional_encoding_gaussian_matrix
         # Stored channels-last: the decoder flattens it to (HW, C) tokens, now a free view.
+        def compute() -> torch.Tensor:
+            pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
+            return pe.contiguous(memory_format=torch.channels_last)
+
+        if torch.compiler.is_compiling():  # part of the graph (the cache's checks would break it)
+            return compute()
         return self._dense_pe_cache.get(
-            (g,), (tuple(self.image_embedding_size), torch.is_inference_mode_enabled()),
-            lambda: self.pe_layer(self.image_embedding_size).unsqueeze(0).contiguous(
-                memory_format=torch.channels_last))
+            (g,), (tuple(self.image_embedding_size), torch.is_inference_mode_enabled()), compute)
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor,
                       pad: bool) -> torch.Tensor:

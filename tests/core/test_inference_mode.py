@@ -44,6 +44,20 @@ def test_position_caches_follow_inference_tensor_updates() -> None:
         assert torch.allclose(trunk(x)[0], b, atol=1e-6)
 
 
+def test_position_caches_stay_out_of_compiled_graphs() -> None:
+    """The caches' checks (version counters, inference-tensor tests) would break a
+    ``torch.compile`` graph; when compiling, the codes are computed inside the graph."""
+    trunk = Hiera(get_config("sam2.1_hiera_nano").hiera).eval()
+    pe = PromptEncoder(32, (16, 16), (256, 256), 8)
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        eager = trunk(x)[0], pe.get_dense_pe()
+        compiled = (torch.compile(trunk, backend="eager", fullgraph=True)(x)[0],
+                    torch.compile(pe.get_dense_pe, backend="eager", fullgraph=True)())
+    for a, b in zip(eager, compiled):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Upstream's random-init tiny 2.1 (at 256²) as an official checkpoint file."""
