@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_sam2": "sam2_plugins.build",
     "build_sam2_video_predictor": "sam2_plugins.build",
+    "build_sam2_hf": "sam2_plugins.build",
+    "build_sam2_video_predictor_hf": "sam2_plugins.build",
     "load_checkpoint": "sam2_plugins.build",
     "get_config": "sam2_plugins.configs",
     "list_models": "sam2_plugins.configs",
@@ -35,7 +37,8 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import build_sam2, build_sam2_video_predictor, load_checkpoint
+    from .build import (build_sam2, build_sam2_hf, build_sam2_video_predictor, build_sam2_video_predictor_hf,
+                        load_checkpoint)
     from .checkpoints import CheckpointError
     from .configs import SAM2Config, get_config, list_models
     from .device import pick_device

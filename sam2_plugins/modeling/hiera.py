@@ -25,6 +25,7 @@ from torch import nn
 from ..configs import HieraConfig
 from .attention_cpu import blocked_attention, use_blocked_attention
 from .common import MLP, DropPath, fused_linear
+from .derived_cache import DerivedCache
 
 __all__ = ["Hiera", "MultiScaleBlock", "MultiScaleAttention", "PatchEmbed",
            "window_partition", "window_unpartition"]
@@ -270,27 +271,9 @@ class Hiera(nn.Module):
                 window_size=window))
             embed_dim = dim_out
         self.channel_list = [self.blocks[i].dim_out for i in self.stage_ends[::-1]]
-        self._pos_cache: Optional[Tuple[tuple, torch.Tensor]] = None
+        self._pos_cache = DerivedCache()
 
-    def _pos_embed_key(self, hw: Tuple[int, int], dtype: torch.dtype) -> tuple:
-        p, pw = self.pos_embed, self.pos_embed_window
-        return (hw, dtype, p.device, p.data_ptr(), p._version, pw.data_ptr(), pw._version)
-
-    def _get_pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
-        """Position embedding for an (h, w) token grid: (1, h, w, C) channels-last.
-
-        Bicubic resize of ``pos_embed`` plus the tiled ``pos_embed_window``. When no gradient
-        is needed the result is cached (keyed on the parameters' storage and version
-        counters, so loading new weights invalidates it): the bicubic resize is a
-        measurable share of a CPU forward pass.
-        """
-        grad = torch.is_grad_enabled() and (self.pos_embed.requires_grad
-                                            or self.pos_embed_window.requires_grad)
-        key = None
-        if not grad:
-            key = self._pos_embed_key(hw, self.pos_embed.dtype)
-            if self._pos_cache is not None and self._pos_cache[0] == key:
-                return self._pos_cache[1]
+    def _compute_pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
         h, w = hw
         win = self.pos_embed_window
         if h % win.shape[-2] or w % win.shape[-1]:
@@ -298,13 +281,27 @@ class Hiera(nn.Module):
                              f"window {tuple(win.shape[-2:])}")
         pos = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
         pos = pos + win.tile(1, 1, h // win.shape[-2], w // win.shape[-1])
-        pos = pos.permute(0, 2, 3, 1).contiguous()
-        if key is not None:
-            self._pos_cache = (key, pos)
-        return pos
+        return pos.permute(0, 2, 3, 1).contiguous()
+
+    def _get_pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
+        """Position embedding for an (h, w) token grid: (1, h, w, C) channels-last.
+
+        Bicubic resize of ``pos_embed`` plus the tiled ``pos_embed_window``. When no gradient
+        is needed the result is cached until either parameter changes (see
+        :class:`~sam2_plugins.modeling.derived_cache.DerivedCache`; this also holds for a model
+        built under ``torch.inference_mode()``): the bicubic resize is a measurable share of a
+        CPU forward pass.
+        """
+        grad = torch.is_grad_enabled() and (self.pos_embed.requires_grad
+                                            or self.pos_embed_window.requires_grad)
+        # Under torch.compile the resize is part of the graph (the cache's checks would break it).
+        if grad or torch.compiler.is_compiling():
+            return self._compute_pos_embed(hw)
+        return self._pos_cache.get((self.pos_embed, self.pos_embed_window), tuple(hw),
+                                   lambda: self._compute_pos_embed(hw))
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
-        self._pos_cache = None
+        self._pos_cache.clear()
         return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .common import LayerNorm2d
+from .derived_cache import DerivedCache
 from .position_encoding import PositionEmbeddingRandom
 
 __all__ = ["PromptEncoder"]
@@ -53,23 +54,26 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._dense_pe_cache = DerivedCache()
 
     def get_dense_pe(self) -> torch.Tensor:
         """Position encoding of the image-embedding grid: (1, embed_dim, H, W) float32.
 
-        Cached while the Gaussian buffer is unchanged (same storage and version counter), as
-        it is needed for every prompt; treat the result as read-only.
+        Cached while the Gaussian buffer is unchanged (see
+        :class:`~sam2_plugins.modeling.derived_cache.DerivedCache`), as it is needed for every
+        prompt; treat the result as read-only. A value computed under ``torch.inference_mode()``
+        is an inference tensor that autograd cannot save, so the mode is part of the key.
         """
         g = self.pe_layer.positional_encoding_gaussian_matrix
-        key = (g.data_ptr(), g._version, g.device, g.dtype, torch.is_inference_mode_enabled())
-        cached = getattr(self, "_dense_pe_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
         # Stored channels-last: the decoder flattens it to (HW, C) tokens, now a free view.
-        pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
-        pe = pe.contiguous(memory_format=torch.channels_last)
-        self._dense_pe_cache = (key, pe)
-        return pe
+        def compute() -> torch.Tensor:
+            pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
+            return pe.contiguous(memory_format=torch.channels_last)
+
+        if torch.compiler.is_compiling():  # part of the graph (the cache's checks would break it)
+            return compute()
+        return self._dense_pe_cache.get(
+            (g,), (tuple(self.image_embedding_size), torch.is_inference_mode_enabled()), compute)
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor,
                       pad: bool) -> torch.Tensor:

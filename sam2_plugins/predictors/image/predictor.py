@@ -31,17 +31,11 @@ import torch
 import torch.nn.functional as F
 
 from ...device import autocast_context
+from ...upstream_compat import HF_MODEL_IDS
 from .postprocess import remove_small_regions_in_logits
 from .preprocess import image_hw, prepare_image_tensor, to_rgb_float
 
 __all__ = ["SAM2ImagePredictor", "HF_MODEL_IDS"]
-
-# Hugging Face ids upstream's ``from_pretrained`` takes -> our model names.
-HF_MODEL_IDS: Dict[str, str] = {
-    f"facebook/sam2{v}-hiera-{hf}": f"sam2{v}_hiera_{ours}"
-    for v in ("", ".1")
-    for hf, ours in (("tiny", "tiny"), ("small", "small"), ("base-plus", "base_plus"), ("large", "large"))
-}
 
 _VALID_LABELS = (-1, 0, 1, 2, 3)
 
