@@ -119,7 +119,8 @@ class InteractiveImageResult:
         for reference (not the field's headline)."""
         if not self.ious:
             raise ValueError("no instance was evaluated (empty datasets, or a limit of 0 instances)")
-        per = {name: _dataset_summary(np.array([self.ious[k] for k in keys], np.float64), self.max_clicks)
+        cap = self.max_clicks  # IoUs after the click budget do not count (RITM)
+        per = {name: _dataset_summary(np.array([self.ious[k][:cap] for k in keys], np.float64), cap)
                for name, keys in self.datasets.items() if keys}
         first = next(iter(per.values()))
         scalar = [k for k, v in first.items() if k != "n_instances" and not isinstance(v, list)]
@@ -130,8 +131,8 @@ class InteractiveImageResult:
         out["n_instances"] = sum(d["n_instances"] for d in per.values())
         out["n_datasets"] = len(per)
         out["per_dataset"] = per
-        out["pooled"] = {k: v for k, v in _dataset_summary(np.array(list(self.ious.values()), np.float64),
-                                                            self.max_clicks).items() if k != "mIoU_curve"}
+        pooled = np.array([v[:cap] for v in self.ious.values()], np.float64)
+        out["pooled"] = {k: v for k, v in _dataset_summary(pooled, cap).items() if k != "mIoU_curve"}
         out["max_clicks"] = self.max_clicks
         return out
 
