@@ -160,7 +160,7 @@ def run_full_demo(args: argparse.Namespace) -> Dict[str, Any]:
         res = meta.get("results", {})
         summary["sections"]["interactive_video_synthetic"] = {
             k: v for k, v in res.items() if not isinstance(v, (dict, list)) and k not in ("protocol", "mode")}
-        summary["protocols"]["interactive_video_synthetic"] = res.get("protocol", "") + " (up to 4 frames here)"
+        summary["protocols"]["interactive_video_synthetic"] = res.get("protocol", "")
 
     _log("[4/4] pictures and speed")
     model, _ = build_model(args.model, args.checkpoint, args.device)

