@@ -171,12 +171,12 @@ class _ObjectSession:
         answer (the first on the object's centre when ``pred`` is None); returns the last mask."""
         gt = self.gt[t]
         clicker = Clicker(gt)
-        mask = np.zeros_like(gt) if pred is None else np.asarray(pred, bool)
+        mask = np.zeros_like(gt) if pred is None else np.asarray(pred, bool)  # empty: the 1st click is the centre
         made = 0
-        for i in range(self.clicks_per_frame):
-            if (pred is not None or i > 0) and not (mask ^ gt).any():
+        for _ in range(self.clicks_per_frame):
+            if not (mask ^ gt).any():
                 break  # nothing left to correct on this frame
-            clicker.make_next_click(None if (pred is None and i == 0) else mask)
+            clicker.make_next_click(mask)
             _, ids, logits = self.predictor.add_new_points_or_box(
                 self.state, frame_idx=t, obj_id=self.ov.obj_id, points=clicker.points(),
                 labels=clicker.labels(), clear_old_points=True)

