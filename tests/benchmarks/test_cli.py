@@ -146,7 +146,7 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
                  str(tmp_path / "iv2"), "--device", "cpu"]) == 2
 
     rc = main(["demo", "--synthetic", "--max-sequences", "1", "--max-frames", "3", "--output-dir", str(tmp_path / "demo"),
-               "--device", "cpu", "--max-clicks", "3", "--interactive-sequences", "1"])
+               "--device", "cpu", "--max-clicks", "3", "--interactive-sequences", "1", "--max-instances-per-image", "1"])
     demo = tmp_path / "demo"
     summary = json.loads((demo / "summary.json").read_text())
     sections = {"vos_synthetic", "interactive_image_synthetic", "interactive_video_synthetic", "image_one_click",
