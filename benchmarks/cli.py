@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-clicks", type=int, default=20, help="clicks per instance; NoC is capped at it (RITM: 20)")
     p.add_argument("--max-instances", type=int, default=None, help="at most this many instances per dataset")
     p.add_argument("--max-instances-per-image", type=int, default=None, help="at most this many instances per image")
-    p.add_argument("--oracle", action="store_true", help="first click: the best of the 3 masks against the GT (SAM's oracle)")
+    p.add_argument("--oracle", action="store_true",
+                   help="first click: the best of the 3 masks against the GT (SAM's oracle)")
     p.add_argument("--no-mask-input", action="store_true",
                    help="do not feed the previous low-res logits back as mask_input from the 2nd click on")
     p.add_argument("--output-dir", required=True)
@@ -219,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_video_args(p)
     _add_model_args(p)
     p.add_argument("--mode", default="offline", help="offline, online or both")
-    p.add_argument("--max-interacted", type=int, default=8, help="maximum interacted frames per object (curve N = 1..it)")
+    p.add_argument("--max-interacted", type=int, default=8,
+                   help="maximum interacted frames per object (curve N = 1..it)")
     p.add_argument("--clicks-per-frame", type=int, default=3)
     p.add_argument("--pause-iou", type=float, default=0.75, help="online mode pauses on a frame with IoU below it")
     p.set_defaults(func=_run("run_interactive_video_command"))

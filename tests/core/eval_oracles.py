@@ -74,8 +74,8 @@ class OracleVideoPredictor:
         state["prompted"].setdefault(obj_id, set()).add(frame_idx)
         return (frame_idx, *self._logits(state, frame_idx))
 
-    def add_new_points_or_box(self, state, frame_idx, obj_id, points=None, labels=None, clear_old_points=True,  # noqa: ANN001
-                              box=None):
+    def add_new_points_or_box(self, state, frame_idx, obj_id, points=None, labels=None,  # noqa: ANN001
+                              clear_old_points=True, box=None):
         self.calls.append("box" if box is not None else f"points{len(points)}")
         if box is not None:
             np.testing.assert_array_equal(box, mask_to_box(self.gt[frame_idx] == obj_id))

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from sam2_plugins.evaluation.readers import VOSSequence
-from sam2_plugins.evaluation.vos_protocol import first_appearances, label_map, object_groups, run_vos, synthetic_sequences
+from sam2_plugins.evaluation.vos_protocol import (
+    first_appearances,
+    label_map,
+    object_groups,
+    run_vos,
+    synthetic_sequences,
+)
 from tests.core.eval_oracles import OracleVideoPredictor
 
 
