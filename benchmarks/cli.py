@@ -3,8 +3,10 @@
 Commands:
   evaluate           score prediction folders against DAVIS-layout GT (J&F JSON contract)
   vos                semi-supervised VOS: GT mask / box / 1, 3, 5 click prompts, then J&F
-  interactive-image  1..k click mIoU, NoC@85/90 on image sets
+                     (DAVIS, YouTube-VOS / MOSE / LVOS with a submission zip, SA-V per-object PNGs)
+  interactive-image  1..k click mIoU, NoC@85/90 on image sets (per dataset, then their mean)
   interactive-video  SAM 2 offline / online interactive video protocols
+  suite              several datasets and protocols from a config (the SAM 2 paper's tables)
   speed              image / image-encoder latency (benchmarks.image_speed, image_encoder_speed)
   video-speed        video tracking speed (benchmarks.video_speed)
   video-memory       video memory use (benchmarks.video_memory)
@@ -82,7 +84,8 @@ def _run(fn_name: str) -> Callable[[argparse.Namespace], int]:
 
         meta = getattr(runs, fn_name)(args)
         res = meta.get("results", {})
-        keys = [k for k in ("J&F-Mean", "mIoU@1", "mIoU@5", "NoC@85", "NoC@90", "fps") if res.get(k) is not None]
+        keys = [k for k in ("J&F-Mean", "mIoU@1", "mIoU@5", "NoC@85", "NoC@90", "fps_end_to_end")
+                if isinstance(res.get(k), (int, float))]
         print(" ".join(f"{k}={res[k]:.4f}" for k in keys) + f" -> {args.output_dir}")
         return 0
 
@@ -110,6 +113,20 @@ def _dispatch(module_names: Sequence[str]) -> Callable[[argparse.Namespace], int
     return run
 
 
+def _cmd_suite(args: argparse.Namespace) -> int:
+    from .suite import run_suite
+
+    report = run_suite(args)
+    for row in report["results"]["rows"]:
+        val = row.get("headline")
+        print(f"{row['protocol']:>17} {row['dataset']:<22} " + (f"{row['metric']}={val:.4f}" if val is not None
+                                                               else f"skipped: {row.get('note', '')}"))
+    for key, val in report["results"]["means"].items():
+        print(f"mean {key}: {val:.4f}" if val is not None else f"mean {key}: no dataset ran")
+    print(f"-> {args.output_dir}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import render_html
 
@@ -127,7 +144,10 @@ def _add_model_args(p: argparse.ArgumentParser, default_ckpt: Optional[str] = No
 
 def _add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="synthetic", help="'synthetic', 'davis' (../shared/data/davis2016-val) or a root folder")
-    p.add_argument("--layout", default="auto", choices=["auto", "davis", "vos"])
+    p.add_argument("--layout", default="auto", choices=["auto", "davis", "vos", "sav", "youtube", "mose", "lvos"],
+                   help="davis: Annotations/480p; vos: JPEGImages/<seq> + sparse Annotations/<seq>; "
+                        "sav: JPEGImages_24fps + Annotations_6fps/<video>/<obj:03d> (vos only: per-object PNGs, "
+                        "SA-V scoring); youtube/mose/lvos: as vos, plus a submission folder and zip (vos only)")
     p.add_argument("--sequences", default=None, help="comma-separated sequence names")
     p.add_argument("--max-sequences", type=int, default=None)
     p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
@@ -173,7 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_video_args(p)
     _add_model_args(p)
     p.add_argument("--prompt", default="mask", help="mask, box, click1, click3, click5 (comma-separated) or all")
-    p.add_argument("--lifetime", default="davis", choices=["davis", "first_appearance"])
+    p.add_argument("--lifetime", default="own_video", choices=["own_video", "davis", "first_appearance"],
+                   help="own_video (the SAM 2 paper): objects entering late are their own video, their prompted "
+                        "frame not scored; davis: objects of the first frame only; first_appearance: one run, "
+                        "objects scored from their first appearance (SA-V / vos-benchmark rule)")
     p.add_argument("--save-predictions", action="store_true", help="write predicted PNGs (DAVIS layout)")
     p.add_argument("--warmup", type=int, default=0, help="untimed warm-up on the first N frames of the first video")
     p.set_defaults(func=_run("run_vos_command"))
@@ -182,8 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="synthetic", help="'synthetic', 'shared', a .npz, a .tif (+--masks), COCO .json (+--images), or an image folder (+--masks)")
     p.add_argument("--masks", default=None)
     p.add_argument("--images", default=None)
-    p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument("--max-instances", type=int, default=None)
+    p.add_argument("--max-clicks", type=int, default=20, help="clicks per instance; NoC is capped at it (RITM: 20)")
+    p.add_argument("--max-instances", type=int, default=None, help="at most this many instances per dataset")
+    p.add_argument("--max-instances-per-image", type=int, default=None, help="at most this many instances per image")
+    p.add_argument("--oracle", action="store_true",
+                   help="first click: the best of the 3 masks against the GT (SAM's oracle)")
+    p.add_argument("--no-mask-input", action="store_true",
+                   help="do not feed the previous low-res logits back as mask_input from the 2nd click on")
     p.add_argument("--output-dir", required=True)
     _add_model_args(p)
     p.set_defaults(func=_run("run_interactive_image_command"))
@@ -191,10 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("interactive-video", help="SAM 2 offline / online interactive video protocol")
     _add_video_args(p)
     _add_model_args(p)
-    p.add_argument("--mode", default="offline", choices=["offline", "online"])
-    p.add_argument("--max-interacted", type=int, default=8, help="maximum interacted frames")
+    p.add_argument("--mode", default="offline", help="offline, online or both")
+    p.add_argument("--max-interacted", type=int, default=8,
+                   help="maximum interacted frames per object (curve N = 1..it)")
     p.add_argument("--clicks-per-frame", type=int, default=3)
+    p.add_argument("--pause-iou", type=float, default=0.75, help="online mode pauses on a frame with IoU below it")
     p.set_defaults(func=_run("run_interactive_video_command"))
+
+    p = sub.add_parser("suite", help="run the datasets of a suite config; one report with per-dataset rows and means")
+    p.add_argument("--config", required=True, help="suite config (JSON; benchmarks/configs/*.json)")
+    p.add_argument("--data-root", default=None,
+                   help="replaces {data_root} in dataset paths (default: $SAM2_BENCH_DATA or ./data)")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--only", default=None, help="comma-separated dataset names to run (default: all)")
+    _add_model_args(p)
+    p.set_defaults(func=_cmd_suite)
 
     for name, mods, helptext in (
         ("speed", ("benchmarks.image_speed", "benchmarks.image_encoder_speed"), "image predictor speed"),
@@ -223,8 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", default=None)
     p.add_argument("--max-sequences", type=int, default=3)
     p.add_argument("--max-frames", type=int, default=24)
-    p.add_argument("--max-clicks", type=int, default=5)
-    p.add_argument("--max-instances", type=int, default=8, help="instances per image (interactive protocol)")
+    p.add_argument("--max-clicks", type=int, default=20, help="clicks per instance (interactive image; RITM's NoC cap)")
+    p.add_argument("--max-instances-per-image", type=int, default=4, help="instances per image (interactive image)")
+    p.add_argument("--max-instances", type=int, default=None, help="instances per dataset (interactive image)")
+    p.add_argument("--interactive-sequences", type=int, default=2,
+                   help="synthetic sequences for the interactive video protocols (0: skip them)")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if ../shared/data is present")
     p.set_defaults(func=_run("run_demo"))
     return parser

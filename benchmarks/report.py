@@ -201,6 +201,19 @@ def write_plots(out_dir: PathLike, run: Dict[str, Any]) -> List[Path]:
             written.append(out_dir / f"{key}.png")
             fig.savefig(written[-1], dpi=100)
             plt.close(fig)
+    per_mode = res.get("per_mode")
+    if isinstance(per_mode, dict) and all(isinstance(v, dict) and v.get("seconds_curve") for v in per_mode.values()):
+        fig, ax = plt.subplots(figsize=(4, 3))  # the paper's J&F against simulated annotation time
+        for mode, r in per_mode.items():
+            ax.plot(r["seconds_curve"], [c or 0.0 for c in r["curve"]], marker="o", label=mode)
+        ax.set_xlabel("simulated annotation time per object (s)")
+        ax.set_ylabel("J&F")
+        ax.set_ylim(0, 1)
+        ax.legend()
+        fig.tight_layout()
+        written.append(out_dir / "jf_vs_annotation_time.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
     speed = res.get("per_model")
     if isinstance(speed, dict) and speed:
         names = list(speed)

