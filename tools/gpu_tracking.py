@@ -14,7 +14,10 @@ synthetic 854x480 JPEG video, bf16 autocast:
   ``vos_optimized=True`` when time is left; compile warm-up seconds; the IoU of compiled
   against eager masks;
 * ``encoder``: image-encoder throughput (images/s) at batch 1, 4 and 16, ours vs upstream, the
-  stage that batched image labelling scales.
+  stage that batched image labelling scales;
+* ``syncs``: the eager tracking step (``TrackingStep.track``) runs under
+  ``torch.cuda.set_sync_debug_mode("error")`` after a warm-up: any host-device synchronisation
+  inside it raises.
 
 Writes ``OUTDIR/gpu_tracking.json`` after every measurement, so a run cut short keeps what it
 measured. Each section checks the time budget before starting an expensive configuration.
@@ -161,6 +164,40 @@ def video(out: Path, frames: int, budget: float) -> None:
     _save(out)
 
 
+def syncs(out: Path, frames: int) -> None:
+    from sam2_plugins import SAM2VideoPredictor, build_sam2
+
+    _, arr, clicks = _video(min(frames, 24))
+    pred = SAM2VideoPredictor(build_sam2(NAME, device="cuda"), fill_hole_area=0)
+    engine = pred.engine
+    orig = engine.track
+    state = {"checked": 0, "frame": 0}
+
+    def checked(*a: Any, **k: Any) -> Any:
+        state["frame"] += 1
+        if state["frame"] <= 18:  # warm-up: caches of pointer codes and index tensors fill
+            return orig(*a, **k)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return orig(*a, **k)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+            state["checked"] += 1
+
+    engine.track = checked  # type: ignore[method-assign]
+    res: Dict[str, Any] = {}
+    try:
+        _propagate(pred, arr, clicks, 3, False)
+        res["ok"] = True
+    except Exception:
+        res["ok"] = False
+        res["error"] = traceback.format_exc()[-3000:]
+    res["frames_checked"] = state["checked"]
+    RESULTS["step_sync_free_cuda"] = res
+    print("syncs", res, flush=True)
+    _save(out)
+
+
 def encoder(out: Path, budget: float) -> None:
     from sam2_plugins.configs import get_config
     from sam2_plugins.modeling.sam2 import SAM2Model
@@ -199,7 +236,7 @@ def main() -> None:
     ap.add_argument("--out", default="out/gpu")
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--budget", type=float, default=420.0, help="seconds after which expensive parts are skipped")
-    ap.add_argument("--sections", default="encoder,video")
+    ap.add_argument("--sections", default="syncs,encoder,video")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,6 +254,8 @@ def main() -> None:
                 video(out, a.frames, a.budget)
             elif sec == "encoder":
                 encoder(out, a.budget)
+            elif sec == "syncs":
+                syncs(out, a.frames)
         except Exception:
             RESULTS.setdefault("errors", {})[sec] = traceback.format_exc()
             print(traceback.format_exc(), flush=True)

@@ -170,6 +170,16 @@ class RoPEAttention(Attention):
 
     def _tables(self, n: int, device: torch.device) -> Tuple[Tensor, Tensor]:
         cos = self._rope_cos
+        if torch.compiler.is_compiling():
+            # Inside a compiled graph: no staleness checks (they break the graph); tables of
+            # the right size are constants there, others are computed in the graph.
+            if cos is not None and cos.shape[0] == n and cos.device == device:
+                assert self._rope_sin is not None
+                return cos, self._rope_sin
+            w, h = self.feat_sizes
+            if w * h != n:
+                w = h = math.isqrt(n)
+            return compute_axial_cos_sin(self.rope_head_dim, w, h, self.rope_theta, device=device)
         # Tables first built under torch.inference_mode() (a predictor, or Lightning's
         # validation) are inference tensors, which autograd refuses to save: rebuild them.
         stale = cos is not None and cos.is_inference() and not torch.is_inference_mode_enabled()
