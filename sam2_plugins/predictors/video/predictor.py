@@ -26,6 +26,7 @@ from typing import Any, ContextManager, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 
+from ..prompts import check_obj_id
 from .bank import MemoryBank
 from .frames import FrameFeatures, FrameFeed
 from .quality import QualityTracker
@@ -159,8 +160,7 @@ class SAM2VideoPredictor:
         """The object's state, created on first use (objects may be added at any time)."""
         _check_state(state)
         if obj_id not in state.objects:
-            if not isinstance(obj_id, (int, np.integer, str)):
-                raise TypeError(f"obj_id must be an int or str, got {type(obj_id).__name__}")
+            check_obj_id(obj_id, state.objects)
             state.objects[obj_id] = ObjectState(obj_id=obj_id, bank=MemoryBank())
         return state.objects[obj_id]
 
@@ -183,7 +183,8 @@ class SAM2VideoPredictor:
         state = inference_state
         _check_state(state)
         frame_idx = state.check_frame(frame_idx)
-        coords, labs = parse_point_prompt(points, labels, box, clear_old_points)
+        coords, labs = parse_point_prompt(points, labels, box, clear_old_points, normalized=not normalize_coords,
+                                          frame_size=(state.video_width, state.video_height))
         if normalize_coords:
             coords = coords / torch.tensor([state.video_width, state.video_height], dtype=torch.float32)
         coords = (coords * self.image_size).to(state.device)

@@ -31,6 +31,7 @@ from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping,
 import numpy as np
 import torch
 
+from ..prompts import check_obj_id
 from .bank import MemoryBank
 from .frames import FrameFeed
 from .quality import FrameQuality, QualityTracker
@@ -189,7 +190,8 @@ class VideoSession:
         """Clicks (XY pixels of the frame; labels 1 positive / 0 negative) and/or a box (XYXY)
         for one object on the current frame. Returns that object's (1, 1, H, W) mask logits."""
         f = self._need_frame(frame_idx)
-        coords, labs = parse_point_prompt(points, labels, box, clear_old_points)
+        coords, labs = parse_point_prompt(points, labels, box, clear_old_points, normalized=not normalize_coords,
+                                          frame_size=(self.width, self.height))
         if normalize_coords:
             coords = coords / torch.tensor([self.width, self.height], dtype=torch.float32)
         coords = (coords * int(self.model.image_size)).to(self.device)
@@ -216,8 +218,7 @@ class VideoSession:
 
     def _object(self, obj_id: Any) -> ObjectState:
         if obj_id not in self.objects:
-            if not isinstance(obj_id, (int, np.integer, str)):
-                raise TypeError(f"obj_id must be an int or str, got {type(obj_id).__name__}")
+            check_obj_id(obj_id, self.objects)
             self.objects[obj_id] = ObjectState(obj_id=obj_id, bank=MemoryBank())
         return self.objects[obj_id]
 
