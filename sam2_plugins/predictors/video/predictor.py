@@ -312,7 +312,10 @@ class SAM2VideoPredictor:
         Args:
             start_frame_idx: first frame (default: the earliest prompted frame).
             max_frame_num_to_track: frames to track after the start (default: all).
-            reverse: track towards frame 0 (upstream argument).
+            reverse: track towards frame 0 (upstream argument). As upstream, a reverse pass
+                that starts at frame 0 (``start_frame_idx=0``, or the earliest prompt is on
+                frame 0) yields **nothing**, not even frame 0: there is nothing before it to
+                track. Read frame 0's result from a forward pass (or ``direction="both"``).
             direction: ``"forward"``, ``"backward"`` or ``"both"`` (overrides ``reverse``).
                 ``"both"`` is upstream's usual forward-then-reverse workflow in one call: a
                 forward pass from the start to the end, then a backward pass from the start
