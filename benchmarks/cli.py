@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .output_safety import add_overwrite, at_least, check_outputs
+
 __all__ = ["main", "build_parser"]
 
 EVAL_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -129,9 +131,10 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="synthetic", help="'synthetic', 'davis' (../shared/data/davis2016-val) or a root folder")
     p.add_argument("--layout", default="auto", choices=["auto", "davis", "vos"])
     p.add_argument("--sequences", default=None, help="comma-separated sequence names")
-    p.add_argument("--max-sequences", type=int, default=None)
-    p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
+    p.add_argument("--max-sequences", type=at_least(1), default=None)
+    p.add_argument("--max-frames", type=at_least(1), default=None, help="use only the first N frames of each video")
     p.add_argument("--output-dir", required=True, help="report folder")
+    add_overwrite(p)
 
 
 def _add_evaluate(sub: Any) -> None:
@@ -140,7 +143,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--pred-root", required=True, type=Path, help="predictions <seq>/*.png")
     p.add_argument("--sequences", default=None, help="comma-separated sequence names (default: all GT sequences)")
     p.add_argument("--output", required=True, type=Path, help="result JSON")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=at_least(1), default=None,
                    help="processes sharing the frames (default: one per CPU; the numbers do not depend on it)")
     p.add_argument("--layout", default="davis", choices=["davis", "sav"],
                    help="davis: <seq>/*.png label maps; sav: <video>/<obj:03d>/*.png binary masks (SA-V rules)")
@@ -151,6 +154,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--fixed-decay", action="store_true", help="do not reproduce the reference's uint8 Decay bins")
     p.add_argument("--per-frame", action="store_true", help="also write per-frame J and F")
     p.add_argument("--report-dir", default=None, help="also write report.json/.md and plots here")
+    add_overwrite(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -175,16 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="mask", help="mask, box, click1, click3, click5 (comma-separated) or all")
     p.add_argument("--lifetime", default="davis", choices=["davis", "first_appearance"])
     p.add_argument("--save-predictions", action="store_true", help="write predicted PNGs (DAVIS layout)")
-    p.add_argument("--warmup", type=int, default=0, help="untimed warm-up on the first N frames of the first video")
+    p.add_argument("--warmup", type=at_least(0), default=0, help="untimed warm-up on the first N frames of the first video")
     p.set_defaults(func=_run("run_vos_command"))
 
     p = sub.add_parser("interactive-image", help="click-based image segmentation: mIoU@k, NoC")
     p.add_argument("--dataset", default="synthetic", help="'synthetic', 'shared', a .npz, a .tif (+--masks), COCO .json (+--images), or an image folder (+--masks)")
     p.add_argument("--masks", default=None)
     p.add_argument("--images", default=None)
-    p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument("--max-instances", type=int, default=None)
+    p.add_argument("--max-clicks", type=at_least(1), default=20)
+    p.add_argument("--max-instances", type=at_least(1), default=None)
     p.add_argument("--output-dir", required=True)
+    add_overwrite(p)
     _add_model_args(p)
     p.set_defaults(func=_run("run_interactive_image_command"))
 
@@ -192,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_video_args(p)
     _add_model_args(p)
     p.add_argument("--mode", default="offline", choices=["offline", "online"])
-    p.add_argument("--max-interacted", type=int, default=8, help="maximum interacted frames")
-    p.add_argument("--clicks-per-frame", type=int, default=3)
+    p.add_argument("--max-interacted", type=at_least(1), default=8, help="maximum interacted frames")
+    p.add_argument("--clicks-per-frame", type=at_least(1), default=3)
     p.set_defaults(func=_run("run_interactive_video_command"))
 
     for name, mods, helptext in (
@@ -215,16 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: VOS, interactive image, pictures and speed with the demo model")
     p.add_argument("--output-dir", default="benchmark_report")
+    add_overwrite(p)
     p.add_argument("--model", default="nano")
     p.add_argument("--checkpoint", default="demo")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
     p.add_argument("--prompt", default="mask")
     p.add_argument("--sequences", default=None)
-    p.add_argument("--max-sequences", type=int, default=3)
-    p.add_argument("--max-frames", type=int, default=24)
-    p.add_argument("--max-clicks", type=int, default=5)
-    p.add_argument("--max-instances", type=int, default=8, help="instances per image (interactive protocol)")
+    p.add_argument("--max-sequences", type=at_least(1), default=3)
+    p.add_argument("--max-frames", type=at_least(1), default=24)
+    p.add_argument("--max-clicks", type=at_least(1), default=5)
+    p.add_argument("--max-instances", type=at_least(1), default=8, help="instances per image (interactive protocol)")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if ../shared/data is present")
     p.set_defaults(func=_run("run_demo"))
     return parser
@@ -245,6 +251,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)  # before any work: outputs never replace inputs or mix runs
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
