@@ -55,6 +55,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     out: Dict[str, Any] = {k: res[k] for k in EVAL_KEYS}
     out["per_object"] = res["per_object"]
     out["per_sequence"] = res["per_sequence"]
+    out["dropped_objects"] = res.get("dropped_objects", [])  # objects with no scored GT frame (warned)
     if args.per_frame:
         out["per_frame"] = res["per_frame"]
     meta = run_metadata("evaluate", settings={

@@ -6,7 +6,7 @@
 * :func:`check_outputs` runs before a command: every output (``--output``, ``--output-dir``,
   ``--report-dir``) is checked against every input (``--gt-root``, ``--pred-root``,
   ``--dataset``, ``--masks``, ``--images`` and the shared data folder) with the rules of
-  :mod:`sam2_plugins.io.output_paths`; report folders that exist are refused unless
+  :mod:`sam2_plugins.output_paths`; report folders that exist are refused unless
   ``--overwrite`` (which deletes the earlier run's content first).
 """
 
@@ -76,7 +76,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     Report folders are created (with the project's marker file) or cleared here, so the
     command itself writes into a folder that holds nothing of an earlier run.
     """
-    from sam2_plugins.io.output_paths import check_output_file, prepare_output_dir
+    from sam2_plugins.output_paths import check_output_file, prepare_output_dir
 
     inputs = _inputs(args)
     command = str(getattr(args, "command", "") or "")

@@ -61,7 +61,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .build import build_sam2
     from .predictors.image import SAM2ImagePredictor
 
-    from .io.output_paths import OutputPathError, atomic_write_bytes
+    from .output_paths import OutputPathError, atomic_write_bytes
 
     if args.label and len(args.label) != len(args.point or []):
         raise ValueError(f"--label given {len(args.label)} times for {len(args.point or [])} --point; give one per point")
