@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .output_safety import add_overwrite, at_least, check_outputs
+from .output_safety import add_overwrite, at_least, check_outputs, finish_outputs
 
 __all__ = ["main", "build_parser"]
 
@@ -253,7 +253,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         check_outputs(args)  # before any work: outputs never replace inputs or mix runs
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        finish_outputs(args)
+        return rc
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,9 @@
   ``--report-dir``) is checked against every input (``--gt-root``, ``--pred-root``,
   ``--dataset``, ``--masks``, ``--images`` and the shared data folder) with the rules of
   :mod:`sam2_plugins.output_paths`; report folders that exist are refused unless
-  ``--overwrite`` (which deletes the earlier run's content first).
+  ``--overwrite`` (which deletes the earlier run's content first); a ``--pred-root`` inside
+  the folder of a run that did not finish is refused (its predictions may be partial).
+* :func:`finish_outputs` marks the report folders complete once the command returned.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-__all__ = ["at_least", "add_overwrite", "check_outputs", "INPUT_ARGS", "DIR_OUTPUT_ARGS"]
+__all__ = ["at_least", "add_overwrite", "check_outputs", "finish_outputs", "INPUT_ARGS", "DIR_OUTPUT_ARGS"]
 
 #: argparse destinations that name inputs (paths; other values such as "synthetic" are skipped)
 INPUT_ARGS = ("gt_root", "pred_root", "dataset", "masks", "images")
@@ -76,9 +78,13 @@ def check_outputs(args: argparse.Namespace) -> None:
     Report folders are created (with the project's marker file) or cleared here, so the
     command itself writes into a folder that holds nothing of an earlier run.
     """
-    from sam2_plugins.output_paths import check_output_file, prepare_output_dir
+    from sam2_plugins.output_paths import OutputPathError, check_output_file, prepare_output_dir, unfinished_run
 
     inputs = _inputs(args)
+    pred = getattr(args, "pred_root", None)
+    if pred is not None and unfinished_run(pred) is not None:
+        raise OutputPathError(f"--pred-root {pred} was written by a run that did not finish (see "
+                              f"{unfinished_run(pred)}/.sam2-plugins-output): its predictions may be partial")
     command = str(getattr(args, "command", "") or "")
     out = getattr(args, "output", None)
     if out is not None and command in FILE_OUTPUT_COMMANDS:
@@ -89,3 +95,13 @@ def check_outputs(args: argparse.Namespace) -> None:
         if d is not None and str(d):
             prepare_output_dir(d, inputs, overwrite=overwrite, what="--" + dest.replace("_", "-"),
                                command=f"python -m benchmarks {command}")
+
+
+def finish_outputs(args: argparse.Namespace) -> None:
+    """Mark the report folders of a command that returned normally as complete."""
+    from sam2_plugins.output_paths import mark_complete
+
+    for dest in DIR_OUTPUT_ARGS:
+        d: Any = getattr(args, dest, None)
+        if d is not None and str(d) and Path(str(d)).is_dir():
+            mark_complete(d)

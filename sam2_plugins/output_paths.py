@@ -10,6 +10,9 @@
   it, the folder must be one this project wrote (it carries :data:`MARKER`); its whole content
   is then deleted before the new run writes, so the folder holds only the new run's files
   (no predictions of an earlier, longer run are left beside the new ones).
+* The marker records whether the run finished (:func:`mark_complete`); a run that stopped on
+  an error leaves ``"complete": false``, and :func:`unfinished_run` finds such a folder, so
+  ``evaluate`` refuses to score its (possibly partial) predictions.
 
 Errors are :class:`OutputPathError` (a ``ValueError``), naming the path and what to do.
 """
@@ -24,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Tuple, Union
 
-__all__ = ["MARKER", "OutputPathError", "check_output_file", "prepare_output_dir", "atomic_write_text",
-           "atomic_write_bytes"]
+__all__ = ["MARKER", "OutputPathError", "check_output_file", "prepare_output_dir", "mark_complete", "unfinished_run",
+           "atomic_write_text", "atomic_write_bytes"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -130,8 +133,32 @@ def prepare_output_dir(path: PathLike, inputs: Optional[Mapping[str, Optional[Pa
             else:
                 e.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / MARKER, json.dumps({"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+    atomic_write_text(out / MARKER, json.dumps({"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                "complete": False}) + "\n")
     return out
+
+
+def mark_complete(path: PathLike) -> None:
+    """Record in the folder's marker that the run writing it finished (see :func:`unfinished_run`)."""
+    marker = Path(path) / MARKER
+    info = json.loads(marker.read_text()) if marker.is_file() else {}
+    info["complete"] = True
+    info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    atomic_write_text(marker, json.dumps(info) + "\n")
+
+
+def unfinished_run(path: PathLike) -> Optional[Path]:
+    """The output folder holding ``path`` (itself or a parent) whose run did not finish (it
+    stopped on an error or was killed: its files may be partial), else None."""
+    p = _resolve(path)
+    for folder in (p, *p.parents):
+        marker = folder / MARKER
+        if marker.is_file():
+            try:
+                return None if json.loads(marker.read_text()).get("complete", True) else folder
+            except (OSError, ValueError):
+                return folder
+    return None
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
