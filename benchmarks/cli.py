@@ -254,7 +254,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         check_outputs(args)  # before any work: outputs never replace inputs or mix runs
         rc = int(args.func(args) or 0)
-        finish_outputs(args)
+        if rc == 0:
+            finish_outputs(args)
         return rc
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
