@@ -131,7 +131,8 @@ def check_obj_id(obj_id: Any, existing: Iterable[Any]) -> None:
         ValueError: ``obj_id`` prints the same as an existing id of another type.
     """
     if isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer, str)):
-        raise TypeError(f"obj_id must be an int or str, got {type(obj_id).__name__} {obj_id!r}")
+        got = "None" if obj_id is None else f"{type(obj_id).__name__} {obj_id!r}"
+        raise TypeError(f"obj_id must be an int or str, got {got}")
     kind = str if isinstance(obj_id, str) else int
     for other in existing:
         other_kind = str if isinstance(other, str) else int

@@ -159,8 +159,8 @@ class SAM2VideoPredictor:
     def _obj(self, state: VideoState, obj_id: Any) -> ObjectState:
         """The object's state, created on first use (objects may be added at any time)."""
         _check_state(state)
+        check_obj_id(obj_id, state.objects)  # also for known ids: True == 1 would match object 1
         if obj_id not in state.objects:
-            check_obj_id(obj_id, state.objects)
             state.objects[obj_id] = ObjectState(obj_id=obj_id, bank=MemoryBank())
         return state.objects[obj_id]
 

@@ -153,6 +153,8 @@ class VideoSession:
             arr = arr[..., 0]
         if arr.ndim not in (2, 3) or arr.size == 0 or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
             raise ValueError(f"frame must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}")
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise ValueError(f"frame {self.frame_idx + 1} holds NaN or infinite values")
         if self.height is None:
             self.height, self.width = int(arr.shape[0]), int(arr.shape[1])
             self._feed = FrameFeed(lambda i: self._raw, None, self.height, self.width,
@@ -217,8 +219,8 @@ class VideoSession:
         return self._prompt(obj, None, m)
 
     def _object(self, obj_id: Any) -> ObjectState:
+        check_obj_id(obj_id, self.objects)  # also for known ids: True == 1 would match object 1
         if obj_id not in self.objects:
-            check_obj_id(obj_id, self.objects)
             self.objects[obj_id] = ObjectState(obj_id=obj_id, bank=MemoryBank())
         return self.objects[obj_id]
 
