@@ -295,9 +295,15 @@ def resolve_checkpoint(name: str, checkpoint: Optional[PathLike], *, progress: U
         if dest.exists() and _cached_file_ok(info, dest):
             return dest
         return download(info.urls, dest, sha256=info.sha256, size=info.size, progress=progress)
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise CheckpointError(f"checkpoint must be None, 'download', 'demo' or a file path, got "
+                              f"{type(checkpoint).__name__} {checkpoint!r}")
     path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; give the path of a checkpoint file inside it")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {str(path)!r}")
+        hint = " (did you mean 'download' or 'demo'?)" if str(checkpoint).lower() in ("download", "demo") else ""
+        raise CheckpointError(f"checkpoint file not found: {str(path)!r}{hint}")
     return path
 
 
@@ -370,6 +376,9 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
         CheckpointError: truncated / corrupt files, pickles that carry code, unknown layouts.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; give the path of a checkpoint file (.pt, "
+                              ".safetensors, .ckpt) inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {str(path)!r}")
     nbytes = path.stat().st_size
