@@ -123,7 +123,7 @@ def prepare_output_dir(path: PathLike, inputs: Optional[Mapping[str, Optional[Pa
             raise OutputPathError(
                 f"{what} {path} already exists and is not empty: an earlier run's files would be mixed with "
                 "this one's. Pass --overwrite to delete its content first, or choose a new folder")
-        if not (out / MARKER).is_file():
+        if not _written_by_us(out):
             raise OutputPathError(
                 f"{what} {path} is not empty and was not written by sam2-plugins (no {MARKER} file): refusing "
                 "to delete its content even with --overwrite; choose a new or empty folder")
@@ -159,6 +159,22 @@ def unfinished_run(path: PathLike) -> Optional[Path]:
             except (OSError, ValueError):
                 return folder
     return None
+
+
+def _written_by_us(folder: Path) -> bool:
+    """The folder carries :data:`MARKER`, or (written before the marker existed) a benchmark
+    ``report.json`` of this project at its top or one level down."""
+    if (folder / MARKER).is_file():
+        return True
+    for report in [folder / "report.json", *folder.glob("*/report.json")]:
+        try:
+            head = json.loads(report.read_text())
+        except (OSError, ValueError):
+            continue
+        schema = str(head.get("schema") or (head.get("metadata") or {}).get("schema") or "")
+        if schema.startswith("sam2-plugins-benchmark"):
+            return True
+    return False
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

@@ -200,3 +200,16 @@ def test_vos_save_predictions_second_run_needs_overwrite_and_then_holds_only_its
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["max_frames"] == 2
     assert json.loads((out / ".sam2-plugins-output").read_text())["complete"] is True
+
+
+def test_overwrite_accepts_a_report_folder_from_before_the_marker(tmp_path: Path) -> None:
+    from sam2_plugins.output_paths import OutputPathError, prepare_output_dir
+
+    old = tmp_path / "out" / "demo"
+    (old / "vos-synthetic").mkdir(parents=True)
+    (old / "vos-synthetic" / "report.json").write_text(json.dumps({"schema": "sam2-plugins-benchmark/1"}))
+    (old / "summary.md").write_text("old")
+    with pytest.raises(OutputPathError, match="already exists and is not empty"):
+        prepare_output_dir(old)
+    prepare_output_dir(old, overwrite=True)  # `make demo` run again over an older out/demo
+    assert [p.name for p in old.iterdir()] == [".sam2-plugins-output"]
