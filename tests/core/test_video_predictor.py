@@ -235,12 +235,10 @@ def test_bad_inputs(model: SAM2Model, tmp_path: Any) -> None:
         p.init_state(np.zeros((0, H, W, 3), np.uint8))
     with pytest.raises(ValueError):
         p.init_state([])
-    # frames of different sizes: a clear error when the odd frame is read
+    # frames of different sizes: refused when the video is opened, naming the odd frame
     frames: List[np.ndarray] = [np.zeros((H, W, 3), np.uint8), np.zeros((H + 2, W, 3), np.uint8)]
-    s2 = p.init_state(frames)
-    p.add_new_points_or_box(s2, 0, 1, points=[[5, 5]], labels=[1])
-    with pytest.raises(ValueError, match="size"):
-        list(p.propagate_in_video(s2))
+    with pytest.raises(ValueError, match=f"frame 1 of list of frames has size {H + 2}x{W}"):
+        p.init_state(frames)
     # a corrupted mp4
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
