@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="mask", help="mask, box, click1, click3, click5 (comma-separated) or all")
     p.add_argument("--lifetime", default="davis", choices=["davis", "first_appearance"])
     p.add_argument("--save-predictions", action="store_true", help="write predicted PNGs (DAVIS layout)")
-    p.add_argument("--warmup", type=at_least(0), default=0, help="untimed warm-up on the first N frames of the first video")
+    p.add_argument("--warmup", type=at_least(0), default=0,
+                   help="untimed warm-up on the first N frames of the first video")
     p.set_defaults(func=_run("run_vos_command"))
 
     p = sub.add_parser("interactive-image", help="click-based image segmentation: mIoU@k, NoC")

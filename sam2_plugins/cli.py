@@ -64,7 +64,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .output_paths import OutputPathError, atomic_write_bytes
 
     if args.label and len(args.label) != len(args.point or []):
-        raise ValueError(f"--label given {len(args.label)} times for {len(args.point or [])} --point; give one per point")
+        raise ValueError(f"--label given {len(args.label)} times for {len(args.point or [])} --point; "
+                         "give one per point")
     if not args.point and not args.box:
         raise ValueError("no prompt: give --point X,Y (repeatable) and/or --box X0,Y0,X1,Y1")
     out = Path(args.out)

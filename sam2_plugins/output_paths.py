@@ -88,7 +88,8 @@ def check_output_file(path: PathLike, inputs: Optional[Mapping[str, Optional[Pat
     """
     out = _resolve(path)
     if out.is_dir():
-        raise OutputPathError(f"{what} {path} is an existing folder; give a file path, e.g. {Path(path) / 'result.json'}")
+        raise OutputPathError(f"{what} {path} is an existing folder; give a file path, "
+                              f"e.g. {Path(path) / 'result.json'}")
     _check_against_inputs(out, inputs, what, path, refuse_containing=False)
     for parent in out.parents:
         if parent.exists():

@@ -404,13 +404,15 @@ def _sav_object_dirs(gt_vid: Path, video: str) -> List[Path]:
     entries = sorted(gt_vid.iterdir())
     obj_dirs = [d for d in entries if d.is_dir() and not d.name.startswith(".")]
     hint = ""
-    if video in ("Annotations", "JPEGImages", "ImageSets", "480p", "Full-Resolution") or any(d.name in ("480p", "Full-Resolution") for d in obj_dirs):
+    davis_names = ("Annotations", "JPEGImages", "ImageSets", "480p", "Full-Resolution")
+    if video in davis_names or any(d.name in ("480p", "Full-Resolution") for d in obj_dirs):
         hint = (" This looks like a DAVIS tree: use --layout davis, or point --gt-root at the SA-V "
                 "annotation folder (e.g. sav_val/Annotations_6fps) whose sub-folders are videos")
     elif any(e.suffix.lower() == ".png" for e in entries):
         hint = " It holds PNG files directly (DAVIS layout, one label map per frame): use --layout davis"
     if not obj_dirs:
-        raise ValueError(f"SA-V video folder {gt_vid} holds no per-object folders (<video>/<obj:03d>/<frame>.png).{hint}")
+        raise ValueError(f"SA-V video folder {gt_vid} holds no per-object folders "
+                         f"(<video>/<obj:03d>/<frame>.png).{hint}")
     bad = [d.name for d in obj_dirs if not d.name.isdigit()]
     if bad:
         raise ValueError(f"SA-V video folder {gt_vid}: sub-folders {bad[:3]} are not object ids "

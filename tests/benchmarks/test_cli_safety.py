@@ -35,8 +35,11 @@ def _folders(root: Path, names=lambda t: f"{t:05d}.png") -> Tuple[Path, Path]:
 
 
 def _digest(folder: Path) -> Dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _main(argv: List[str], capsys: pytest.CaptureFixture) -> Tuple[int, str]:
@@ -49,8 +52,9 @@ def _main(argv: List[str], capsys: pytest.CaptureFixture) -> Tuple[int, str]:
 
 def _subprocess(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def _ev(gt: Path, pred: Path, *extra: str) -> List[str]:
@@ -63,45 +67,107 @@ def _cases() -> List[Tuple[str, Callable[[Path, Path, Path], List[str]], str]]:
         ("workers_0", lambda r, g, p: _ev(g, p, "--output", out(r)).__add__(["--workers", "0"]), "must be >= 1, got 0"),
         ("workers_minus_2", lambda r, g, p: _ev(g, p, "--output", out(r), "--workers", "-2"), "must be >= 1, got -2"),
         ("workers_word", lambda r, g, p: _ev(g, p, "--output", out(r), "--workers", "many"), "expected an integer"),
-        ("output_is_gt_png", lambda r, g, p: _ev(g, p, "--output", str(g / "Annotations/480p/seq/00002.png")),
-         "lies inside the --gt-root folder"),
-        ("output_is_pred_png", lambda r, g, p: _ev(g, p, "--output", str(p / "seq/00001.png")),
-         "lies inside the --pred-root folder"),
+        (
+            "output_is_gt_png",
+            lambda r, g, p: _ev(g, p, "--output", str(g / "Annotations/480p/seq/00002.png")),
+            "lies inside the --gt-root folder",
+        ),
+        (
+            "output_is_pred_png",
+            lambda r, g, p: _ev(g, p, "--output", str(p / "seq/00001.png")),
+            "lies inside the --pred-root folder",
+        ),
         ("output_is_gt_root", lambda r, g, p: _ev(g, p, "--output", str(g)), "is an existing folder"),
         ("output_is_a_folder", lambda r, g, p: _ev(g, p, "--output", str(r)), "is an existing folder"),
-        ("output_parent_is_a_file", lambda r, g, p: _ev(g, p, "--output", str(g / "Annotations/480p/seq/00000.png/x.json")),
-         "lies inside the --gt-root|is a file, not a folder"),
-        ("report_dir_in_pred", lambda r, g, p: _ev(g, p, "--output", out(r), "--report-dir", str(p / "rep")),
-         "lies inside the --pred-root"),
-        ("report_dir_foreign", lambda r, g, p: _ev(g, p, "--output", out(r), "--report-dir", str(_foreign(r))),
-         "already exists and is not empty.*--overwrite"),
-        ("report_dir_foreign_overwrite", lambda r, g, p: _ev(g, p, "--output", out(r), "--report-dir", str(_foreign(r)),
-                                                             "--overwrite"), "not written by sam2-plugins"),
-        ("report_dir_contains_gt", lambda r, g, p: _ev(g, p, "--output", out(r), "--report-dir", str(r)),
-         "already exists and is not empty"),
-        ("missing_sequence", lambda r, g, p: _ev(g, p, "--output", out(r), "--sequences", "nope"),
-         r"sequences not found in the GT .*\['nope'\]"),
-        ("empty_annotations_480p", lambda r, g, p: _ev(_empty_davis(r), p, "--output", out(r)),
-         r"no sequence folders in .*480p"),
-        ("sav_layout_on_davis", lambda r, g, p: _ev(g, p, "--output", out(r), "--layout", "sav"),
-         "looks like a DAVIS tree: use --layout davis"),
+        (
+            "output_parent_is_a_file",
+            lambda r, g, p: _ev(g, p, "--output", str(g / "Annotations/480p/seq/00000.png/x.json")),
+            "lies inside the --gt-root|is a file, not a folder",
+        ),
+        (
+            "report_dir_in_pred",
+            lambda r, g, p: _ev(g, p, "--output", out(r), "--report-dir", str(p / "rep")),
+            "lies inside the --pred-root",
+        ),
+        (
+            "report_dir_foreign",
+            lambda r, g, p: _ev(g, p, "--output", out(r), "--report-dir", str(_foreign(r))),
+            "already exists and is not empty.*--overwrite",
+        ),
+        (
+            "report_dir_foreign_overwrite",
+            lambda r, g, p: _ev(g, p, "--output", out(r), "--report-dir", str(_foreign(r)), "--overwrite"),
+            "not written by sam2-plugins",
+        ),
+        (
+            "report_dir_contains_gt",
+            lambda r, g, p: _ev(g, p, "--output", out(r), "--report-dir", str(r)),
+            "already exists and is not empty",
+        ),
+        (
+            "missing_sequence",
+            lambda r, g, p: _ev(g, p, "--output", out(r), "--sequences", "nope"),
+            r"sequences not found in the GT .*\['nope'\]",
+        ),
+        (
+            "empty_annotations_480p",
+            lambda r, g, p: _ev(_empty_davis(r), p, "--output", out(r)),
+            r"no sequence folders in .*480p",
+        ),
+        (
+            "sav_layout_on_davis",
+            lambda r, g, p: _ev(g, p, "--output", out(r), "--layout", "sav"),
+            "looks like a DAVIS tree: use --layout davis",
+        ),
         ("unfinished_run", lambda r, g, p: _ev(g, _unfinished(r, p), "--output", out(r)), "did not finish"),
-        ("vos_max_frames_0", lambda r, g, p: ["vos", "--output-dir", str(r / "v"), "--max-frames", "0"], "must be >= 1, got 0"),
-        ("vos_max_frames_minus_1", lambda r, g, p: ["vos", "--output-dir", str(r / "v"), "--max-frames", "-1"],
-         "must be >= 1, got -1"),
+        (
+            "vos_max_frames_0",
+            lambda r, g, p: ["vos", "--output-dir", str(r / "v"), "--max-frames", "0"],
+            "must be >= 1, got 0",
+        ),
+        (
+            "vos_max_frames_minus_1",
+            lambda r, g, p: ["vos", "--output-dir", str(r / "v"), "--max-frames", "-1"],
+            "must be >= 1, got -1",
+        ),
         ("vos_max_sequences_0", lambda r, g, p: ["vos", "--output-dir", str(r / "v"), "--max-sequences", "0"], ">= 1"),
         ("vos_warmup_negative", lambda r, g, p: ["vos", "--output-dir", str(r / "v"), "--warmup", "-1"], ">= 0"),
-        ("vos_output_in_dataset", lambda r, g, p: ["vos", "--dataset", str(g), "--output-dir", str(g / "out")],
-         "lies inside the --dataset folder"),
-        ("vos_unknown_prompt", lambda r, g, p: ["vos", "--output-dir", str(r / "v"), "--prompt", "laser",
-                                                "--max-frames", "2"], "unknown prompt"),
-        ("image_max_clicks_0", lambda r, g, p: ["interactive-image", "--output-dir", str(r / "i"), "--max-clicks", "0"], ">= 1"),
-        ("video_clicks_per_frame_0", lambda r, g, p: ["interactive-video", "--output-dir", str(r / "iv"),
-                                                      "--clicks-per-frame", "0"], ">= 1"),
+        (
+            "vos_output_in_dataset",
+            lambda r, g, p: ["vos", "--dataset", str(g), "--output-dir", str(g / "out")],
+            "lies inside the --dataset folder",
+        ),
+        (
+            "vos_unknown_prompt",
+            lambda r, g, p: ["vos", "--output-dir", str(r / "v"), "--prompt", "laser", "--max-frames", "2"],
+            "unknown prompt",
+        ),
+        (
+            "image_max_clicks_0",
+            lambda r, g, p: ["interactive-image", "--output-dir", str(r / "i"), "--max-clicks", "0"],
+            ">= 1",
+        ),
+        (
+            "video_clicks_per_frame_0",
+            lambda r, g, p: ["interactive-video", "--output-dir", str(r / "iv"), "--clicks-per-frame", "0"],
+            ">= 1",
+        ),
         ("demo_max_frames_0", lambda r, g, p: ["demo", "--output-dir", str(r / "d"), "--max-frames", "0"], ">= 1"),
-        ("demo_existing_folder", lambda r, g, p: ["demo", "--output-dir", str(_foreign(r))], "already exists and is not empty"),
-        ("report_onto_a_run", lambda r, g, p: ["report", str(_run_json(r)), "--output", str(_run_json(r))], "is the run"),
-        ("report_onto_a_folder", lambda r, g, p: ["report", str(_run_json(r)), "--output", str(r)], "is an existing folder"),
+        (
+            "demo_existing_folder",
+            lambda r, g, p: ["demo", "--output-dir", str(_foreign(r))],
+            "already exists and is not empty",
+        ),
+        (
+            "report_onto_a_run",
+            lambda r, g, p: ["report", str(_run_json(r)), "--output", str(_run_json(r))],
+            "is the run",
+        ),
+        (
+            "report_onto_a_folder",
+            lambda r, g, p: ["report", str(_run_json(r)), "--output", str(r)],
+            "is an existing folder",
+        ),
     ]
 
 
@@ -137,10 +203,12 @@ CASES = _cases()
 
 
 @pytest.mark.parametrize("make,match", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                 make: Callable[[Path, Path, Path], List[str]], match: str) -> None:
+def test_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture, make: Callable[[Path, Path, Path], List[str]], match: str
+) -> None:
     gt, pred = _folders(tmp_path / "data")
     argv = make(tmp_path, gt, pred)
+
     def files() -> Dict[str, str]:  # the named report folder may be created, marked unfinished
         return {k: v for k, v in _digest(tmp_path).items() if not k.endswith(".sam2-plugins-output")}
 
@@ -175,7 +243,10 @@ def test_report_folder_overwrite_holds_only_the_new_run(tmp_path: Path, capsys: 
     (rep / "stale.png").write_bytes(b"from an earlier run")
     rc, err = _main(_ev(gt, pred, "--output", str(tmp_path / "a.json"), "--report-dir", str(rep)), capsys)
     assert rc == 2 and "--overwrite" in err and (rep / "stale.png").exists()
-    assert _main(_ev(gt, pred, "--output", str(tmp_path / "a.json"), "--report-dir", str(rep), "--overwrite"), capsys)[0] == 0
+    assert (
+        _main(_ev(gt, pred, "--output", str(tmp_path / "a.json"), "--report-dir", str(rep), "--overwrite"), capsys)[0]
+        == 0
+    )
     assert not (rep / "stale.png").exists() and (rep / "report.json").is_file()
     marker = json.loads((rep / ".sam2-plugins-output").read_text())
     assert marker["complete"] is True
@@ -185,8 +256,24 @@ def test_vos_save_predictions_second_run_needs_overwrite_and_then_holds_only_its
     """Acceptance: a second ``vos --save-predictions`` into the same folder is refused; with
     ``--overwrite`` the folder holds only the second (shorter) run's files."""
     out = tmp_path / "vos"
-    common = ("vos", "--dataset", "synthetic", "--model", "nano", "--checkpoint", "none", "--prompt", "mask",
-              "--max-sequences", "1", "--device", "cpu", "--output-dir", str(out), "--save-predictions")
+    common = (
+        "vos",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "nano",
+        "--checkpoint",
+        "none",
+        "--prompt",
+        "mask",
+        "--max-sequences",
+        "1",
+        "--device",
+        "cpu",
+        "--output-dir",
+        str(out),
+        "--save-predictions",
+    )
     first = _subprocess(*common, "--max-frames", "4")
     assert first.returncode == 0, first.stderr
     pngs = sorted(p.name for p in (out / "predictions").rglob("*.png"))

@@ -20,10 +20,27 @@ import pytest
 import torch
 
 #: fragments of messages that come from inside torch / numpy / Python, not from a clear check
-INTERNAL = ("size of tensor", "must match the size", "Expected all tensors", "__len__() should",
-            "object of type", "unsupported operand", "can't convert", "could not convert", "invalid literal",
-            "not subscriptable", "has no attribute", "index out of range", "out of bounds for axis",
-            "shape '[", "mat1 and mat2", "Traceback", "numpy.core", "_C.", "'NoneType'")
+INTERNAL = (
+    "size of tensor",
+    "must match the size",
+    "Expected all tensors",
+    "__len__() should",
+    "object of type",
+    "unsupported operand",
+    "can't convert",
+    "could not convert",
+    "invalid literal",
+    "not subscriptable",
+    "has no attribute",
+    "index out of range",
+    "out of bounds for axis",
+    "shape '[",
+    "mat1 and mat2",
+    "Traceback",
+    "numpy.core",
+    "_C.",
+    "'NoneType'",
+)
 
 
 @dataclass

@@ -235,7 +235,7 @@ def test_truncated_and_empty_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="empty"):
         load_state_dict_file(tmp_path / "empty.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match=r"junk.pt is not a checkpoint: it is a text file \(it starts with 'not a"):
+    with pytest.raises(CheckpointError, match=r"junk.pt is not a checkpoint: it is a text file \(it starts with 'not"):
         load_state_dict_file(tmp_path / "junk.pt")
     (tmp_path / "bin.pt").write_bytes(bytes(range(7, 40)))
     with pytest.raises(CheckpointError, match="unknown binary format"):

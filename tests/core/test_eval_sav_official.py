@@ -47,8 +47,9 @@ def official():
     return benchmark
 
 
-def _write(root: Path, objs: Dict[Tuple[str, int], np.ndarray], name=lambda t: f"{t * 4:05d}.png",
-           values: int = 255) -> None:
+def _write(
+    root: Path, objs: Dict[Tuple[str, int], np.ndarray], name=lambda t: f"{t * 4:05d}.png", values: int = 255
+) -> None:
     for (video, k), masks in objs.items():
         for t, m in enumerate(masks):
             write_index_png(root / video / f"{k:03d}" / name(t), m.astype(np.uint8) * values)
@@ -81,8 +82,7 @@ def _theirs(benchmark, root: Path, skip: bool):
     if pred.exists():
         shutil.rmtree(pred)
     shutil.copytree(root / "pred", pred)
-    jf, j, f, objects = benchmark([str(root / "gt")], [str(pred)], True, 1, verbose=False,
-                                  skip_first_and_last=skip)
+    jf, j, f, objects = benchmark([str(root / "gt")], [str(pred)], True, 1, verbose=False, skip_first_and_last=skip)
     per_obj = {f"{v}_{int(k)}": (iou[k], bf[k]) for v, (iou, bf) in objects[0].items() for k in iou}
     return jf[0], j[0], f[0], per_obj
 
@@ -105,10 +105,30 @@ def test_cli_layout_sav_agrees_as_a_subprocess(official, tmp_path: Path) -> None
     _dataset(tmp_path)
     jf, _, _, _ = _theirs(official, tmp_path, True)
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "evaluate", "--layout", "sav", "--gt-root",
-                           str(tmp_path / "gt"), "--pred-root", str(tmp_path / "pred"), "--output", str(out),
-                           "--quiet", "--workers", "1"], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "evaluate",
+            "--layout",
+            "sav",
+            "--gt-root",
+            str(tmp_path / "gt"),
+            "--pred-root",
+            str(tmp_path / "pred"),
+            "--output",
+            str(out),
+            "--quiet",
+            "--workers",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert proc.returncode == 0, proc.stderr
     assert abs(json.loads(out.read_text())["J&F-Mean"] * 100 - jf) < 1e-9
 

@@ -56,21 +56,41 @@ def _all_below_iou(records: Any) -> None:
 
 
 AMG_GENERATE_CASES: List[Tuple[str, Dict[str, Any], Any, Any]] = [
-    ("iou_2_explains_empty", dict(pred_iou_thresh=2.0), IMG,
-     Warn(r"0 masks: all 48 candidates fell below pred_iou_thresh.*highest predicted IoU", _all_below_iou)),
-    ("stability_1_explains_empty", dict(pred_iou_thresh=0.0, stability_score_thresh=1.0), IMG,
-     Warn(r"0 masks: all 48 candidates fell below stability_score_thresh|0 of 48 candidate masks kept", _all_below_iou)),
+    (
+        "iou_2_explains_empty",
+        dict(pred_iou_thresh=2.0),
+        IMG,
+        Warn(r"0 masks: all 48 candidates fell below pred_iou_thresh.*highest predicted IoU", _all_below_iou),
+    ),
+    (
+        "stability_1_explains_empty",
+        dict(pred_iou_thresh=0.0, stability_score_thresh=1.0),
+        IMG,
+        Warn(
+            r"0 masks: all 48 candidates fell below stability_score_thresh|0 of 48 candidate masks kept", _all_below_iou
+        ),
+    ),
     ("nan_image", {}, np.full((16, 16, 3), np.nan, np.float32), Err(ValueError, "NaN")),
     ("list_image", {}, [[1, 2], [3, 4]], Err(TypeError, "numpy array")),
     ("empty_image", {}, np.zeros((0, 4, 3), np.uint8), Err(ValueError, "empty|HxW|zero")),
-    ("loose_thresholds", dict(pred_iou_thresh=0.0, stability_score_thresh=0.0), IMG,
-     Ok(lambda recs: None if len(recs) > 0 and all(r["segmentation"].shape == (32, 32) for r in recs)
-        else pytest.fail(f"{len(recs)} records"))),
+    (
+        "loose_thresholds",
+        dict(pred_iou_thresh=0.0, stability_score_thresh=0.0),
+        IMG,
+        Ok(
+            lambda recs: (
+                None
+                if len(recs) > 0 and all(r["segmentation"].shape == (32, 32) for r in recs)
+                else pytest.fail(f"{len(recs)} records")
+            )
+        ),
+    ),
 ]
 
 
-@pytest.mark.parametrize("kwargs,image,outcome", [c[1:] for c in AMG_GENERATE_CASES],
-                         ids=[c[0] for c in AMG_GENERATE_CASES])
+@pytest.mark.parametrize(
+    "kwargs,image,outcome", [c[1:] for c in AMG_GENERATE_CASES], ids=[c[0] for c in AMG_GENERATE_CASES]
+)
 def test_amg_generate(model: Any, kwargs: Dict[str, Any], image: Any, outcome: Any) -> None:
     import warnings
 
@@ -100,24 +120,52 @@ def _zip_cut(p: Path) -> Path:
 
 
 FILE_CASES: List[Tuple[str, Callable[[Path], Path], Any]] = [
-    ("text_file", lambda d: _write(d / "a.pt", b"not a checkpoint at all"), Err(ValueError, "is not a checkpoint: it is a text file")),
+    (
+        "text_file",
+        lambda d: _write(d / "a.pt", b"not a checkpoint at all"),
+        Err(ValueError, "is not a checkpoint: it is a text file"),
+    ),
     ("json_file", lambda d: _write(d / "a.pt", b'{"model": 1}'), Err(ValueError, "it is a text file")),
     ("binary_junk", lambda d: _write(d / "a.pt", bytes(range(1, 60))), Err(ValueError, "unknown binary format")),
     ("empty", lambda d: _write(d / "a.pt", b""), Err(ValueError, r"is empty \(0 bytes\)")),
     ("truncated_zip", lambda d: _zip_cut(d / "a.pt"), Err(ValueError, "truncated or corrupt")),
     ("missing", lambda d: d / "nope.pt", Err(ValueError, "checkpoint file not found")),
     ("folder", lambda d: d, Err(ValueError, "is a folder")),
-    ("pickled_code", lambda d: _torch_save(d / "a.pt", {"model": {"w": torch.zeros(1)}, "x": _Evil()}),
-     Err(ValueError, "refusing to load .* pickled Python objects or code")),
-    ("plain_pickle_code", lambda d: _write(d / "a.pkl", pickle.dumps(_Evil())), Err(ValueError, "refusing to load|not a checkpoint")),
-    ("not_tensors", lambda d: _torch_save(d / "a.pt", {"model": {"w": [1, 2]}}), Err(ValueError, "entries are not tensors")),
-    ("optimizer_only", lambda d: _torch_save(d / "a.pt", {"optimizer": {"lr": 1.0}}), Err(ValueError, "not a SAM 2 checkpoint")),
-    ("safetensors_junk", lambda d: _write(d / "a.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{junk"),
-     Err(ValueError, "not a valid safetensors file")),
-    ("legacy_pickle_ok", lambda d: _torch_save(d / "a.pt", {"model": {"w": torch.ones(2)}}, legacy=True),
-     Ok(lambda sd: None if torch.equal(sd["w"], torch.ones(2)) else pytest.fail("w"))),
-    ("lightning_ckpt_ok", lambda d: _torch_save(d / "a.ckpt", {"state_dict": {"model.w": torch.ones(2)}}),
-     Ok(lambda sd: None if set(sd) == {"w"} else pytest.fail(str(sd)))),
+    (
+        "pickled_code",
+        lambda d: _torch_save(d / "a.pt", {"model": {"w": torch.zeros(1)}, "x": _Evil()}),
+        Err(ValueError, "refusing to load .* pickled Python objects or code"),
+    ),
+    (
+        "plain_pickle_code",
+        lambda d: _write(d / "a.pkl", pickle.dumps(_Evil())),
+        Err(ValueError, "refusing to load|not a checkpoint"),
+    ),
+    (
+        "not_tensors",
+        lambda d: _torch_save(d / "a.pt", {"model": {"w": [1, 2]}}),
+        Err(ValueError, "entries are not tensors"),
+    ),
+    (
+        "optimizer_only",
+        lambda d: _torch_save(d / "a.pt", {"optimizer": {"lr": 1.0}}),
+        Err(ValueError, "not a SAM 2 checkpoint"),
+    ),
+    (
+        "safetensors_junk",
+        lambda d: _write(d / "a.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{junk"),
+        Err(ValueError, "not a valid safetensors file"),
+    ),
+    (
+        "legacy_pickle_ok",
+        lambda d: _torch_save(d / "a.pt", {"model": {"w": torch.ones(2)}}, legacy=True),
+        Ok(lambda sd: None if torch.equal(sd["w"], torch.ones(2)) else pytest.fail("w")),
+    ),
+    (
+        "lightning_ckpt_ok",
+        lambda d: _torch_save(d / "a.ckpt", {"state_dict": {"model.w": torch.ones(2)}}),
+        Ok(lambda sd: None if set(sd) == {"w"} else pytest.fail(str(sd))),
+    ),
 ]
 
 
@@ -144,9 +192,21 @@ def test_checkpoint_files(tmp_path: Path, make: Callable[[Path], Path], outcome:
 
 BUILD_CASES: List[Tuple[str, Dict[str, Any], Any]] = [
     ("unknown_name", dict(name="sam3_giant"), Err(ValueError, "unknown model name")),
-    ("download_no_official_file", dict(name="sam2.1_hiera_nano", checkpoint="download"), Err(ValueError, "no official download")),
-    ("checkpoint_int", dict(name="sam2.1_hiera_nano", checkpoint=123), Err(ValueError, "checkpoint must be None, 'download', 'demo' or a file path")),
-    ("checkpoint_typo", dict(name="sam2.1_hiera_nano", checkpoint="Download"), Err(ValueError, "did you mean 'download'")),
+    (
+        "download_no_official_file",
+        dict(name="sam2.1_hiera_nano", checkpoint="download"),
+        Err(ValueError, "no official download"),
+    ),
+    (
+        "checkpoint_int",
+        dict(name="sam2.1_hiera_nano", checkpoint=123),
+        Err(ValueError, "checkpoint must be None, 'download', 'demo' or a file path"),
+    ),
+    (
+        "checkpoint_typo",
+        dict(name="sam2.1_hiera_nano", checkpoint="Download"),
+        Err(ValueError, "did you mean 'download'"),
+    ),
     ("bad_mode", dict(name="sam2.1_hiera_nano", mode="infer"), Err(ValueError, "mode must be 'eval' or 'train'")),
     ("bad_device", dict(name="sam2.1_hiera_nano", device="tpu7"), Err((ValueError, RuntimeError), "device|tpu7")),
 ]
@@ -163,5 +223,7 @@ def test_checkpoint_of_another_size_names_the_model(tmp_path: Path, model: Any) 
     from sam2_plugins import build_sam2
 
     torch.save({"model": model.state_dict()}, tmp_path / "nano.pt")
-    run_case(lambda: build_sam2("sam2.1_hiera_tiny", checkpoint=str(tmp_path / "nano.pt"), device="cpu"),
-             Err(ValueError, "sam2.1_hiera_nano"))
+    run_case(
+        lambda: build_sam2("sam2.1_hiera_tiny", checkpoint=str(tmp_path / "nano.pt"), device="cpu"),
+        Err(ValueError, "sam2.1_hiera_nano"),
+    )

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Tuple
+from typing import Callable, List, Tuple
 
 import numpy as np
 import pytest
@@ -40,36 +40,72 @@ def image(tmp_path: Path) -> Path:
 
 
 def _digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 SEG = ["segment", "--checkpoint", "none", "--device", "cpu"]
 CASES: List[Tuple[str, Callable[[Path, Path], List[str]], str]] = [
-    ("missing_image", lambda img, out: SEG + [str(out / "nope.png"), "--point", "5,5", "--out", str(out / "o")],
-     "No such file"),
-    ("corrupt_image", lambda img, out: SEG + [str(_junk(out)), "--point", "5,5", "--out", str(out / "o")],
-     "cannot identify image|corrupt"),
+    (
+        "missing_image",
+        lambda img, out: SEG + [str(out / "nope.png"), "--point", "5,5", "--out", str(out / "o")],
+        "No such file",
+    ),
+    (
+        "corrupt_image",
+        lambda img, out: SEG + [str(_junk(out)), "--point", "5,5", "--out", str(out / "o")],
+        "cannot identify image|corrupt",
+    ),
     ("point_one_number", lambda img, out: SEG + [str(img), "--point", "5"], "expected 2 numbers"),
     ("point_three_numbers", lambda img, out: SEG + [str(img), "--point", "5,5,5"], "expected 2 numbers"),
     ("point_letters", lambda img, out: SEG + [str(img), "--point", "a,b"], "expected numbers separated by commas"),
     ("box_three_numbers", lambda img, out: SEG + [str(img), "--box", "1,2,3"], "expected 4 numbers"),
-    ("label_without_point", lambda img, out: SEG + [str(img), "--box", "1,2,30,30", "--label", "1"],
-     "--label given 1 times for 0 --point"),
-    ("label_7", lambda img, out: SEG + [str(img), "--point", "5,5", "--label", "7", "--out", str(out / "o")],
-     "integers in"),
+    (
+        "label_without_point",
+        lambda img, out: SEG + [str(img), "--box", "1,2,30,30", "--label", "1"],
+        "--label given 1 times for 0 --point",
+    ),
+    (
+        "label_7",
+        lambda img, out: SEG + [str(img), "--point", "5,5", "--label", "7", "--out", str(out / "o")],
+        "integers in",
+    ),
     ("label_word", lambda img, out: SEG + [str(img), "--point", "5,5", "--label", "pos"], "invalid int value"),
-    ("labels_count", lambda img, out: SEG + [str(img), "--point", "5,5", "--point", "9,9", "--label", "1"],
-     "--label given 1 times for 2 --point"),
+    (
+        "labels_count",
+        lambda img, out: SEG + [str(img), "--point", "5,5", "--point", "9,9", "--label", "1"],
+        "--label given 1 times for 2 --point",
+    ),
     ("no_prompt", lambda img, out: SEG + [str(img), "--out", str(out / "o")], "no prompt"),
     ("point_nan", lambda img, out: SEG + [str(img), "--point", "nan,5", "--out", str(out / "o")], "NaN or infinite"),
     ("out_is_a_file", lambda img, out: SEG + [str(img), "--point", "5,5", "--out", str(img)], "is an existing file"),
-    ("out_would_replace_the_image", lambda img, out: SEG + [str(_as_mask(img)), "--point", "5,5", "--out",
-                                                            str(_as_mask(img).parent)], "would overwrite the input image"),
-    ("missing_checkpoint", lambda img, out: ["segment", str(img), "--point", "5,5", "--checkpoint",
-                                             str(out / "none.pt"), "--out", str(out / "o")], "checkpoint file not found"),
-    ("unknown_model", lambda img, out: SEG + [str(img), "--point", "5,5", "--model", "sam9", "--out", str(out / "o")],
-     "unknown model name"),
+    (
+        "out_would_replace_the_image",
+        lambda img, out: SEG + [str(_as_mask(img)), "--point", "5,5", "--out", str(_as_mask(img).parent)],
+        "would overwrite the input image",
+    ),
+    (
+        "missing_checkpoint",
+        lambda img, out: [
+            "segment",
+            str(img),
+            "--point",
+            "5,5",
+            "--checkpoint",
+            str(out / "none.pt"),
+            "--out",
+            str(out / "o"),
+        ],
+        "checkpoint file not found",
+    ),
+    (
+        "unknown_model",
+        lambda img, out: SEG + [str(img), "--point", "5,5", "--model", "sam9", "--out", str(out / "o")],
+        "unknown model name",
+    ),
     ("download_unknown", lambda img, out: ["download", "sam9_giant"], "unknown model name"),
     ("unknown_command", lambda img, out: ["explode"], "invalid choice"),
 ]
@@ -90,8 +126,9 @@ def _as_mask(img: Path) -> Path:
 
 
 @pytest.mark.parametrize("make,match", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_segment_and_friends_refuse_bad_input(tmp_path: Path, image: Path, capsys: pytest.CaptureFixture,
-                                              make: Callable[[Path, Path], List[str]], match: str) -> None:
+def test_segment_and_friends_refuse_bad_input(
+    tmp_path: Path, image: Path, capsys: pytest.CaptureFixture, make: Callable[[Path, Path], List[str]], match: str
+) -> None:
     import re
 
     argv = make(image, tmp_path)
@@ -121,8 +158,14 @@ def test_flipped_box_warns_and_segments(tmp_path: Path, image: Path, capsys: pyt
 
 def test_console_script_as_a_subprocess(tmp_path: Path, image: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "sam2_plugins.cli", *a], cwd=REPO, env=env,  # noqa: E731
-                                    capture_output=True, text=True, timeout=300)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "sam2_plugins.cli", *a],
+        cwd=REPO,
+        env=env,  # noqa: E731
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     proc = run("segment", str(image), "--point", "5,5", "--label", "0.7")
     assert proc.returncode == 2 and "invalid int value" in proc.stderr
     proc = run("models")

@@ -38,12 +38,14 @@ def _shape(c: int = 3) -> Callable[[Any], None]:
     def check(out: Any) -> None:
         masks, ious, low = out
         assert masks.shape == (c, 40, 50) and ious.shape == (c,) and low.shape[0] == c
+
     return check
 
 
 def _batch_shape(b: int) -> Callable[[Any], None]:
     def check(out: Any) -> None:
         assert out[0].shape == (b, 1, 40, 50) and out[1].shape == (b, 1)
+
     return check
 
 
@@ -73,40 +75,80 @@ PREDICT_CASES: List[Tuple[str, Dict[str, Any], Any]] = [
     ("point_complex", dict(point_coords=np.array([[1 + 1j, 2.0]]), point_labels=L1), Err(TypeError, "real numbers")),
     ("point_dict", dict(point_coords={"x": 1}, point_labels=L1), Err(TypeError, "numbers")),
     ("point_xyz", dict(point_coords=np.zeros((2, 3)), point_labels=[1, 1]), Err(ValueError, r"\(N, 2\)")),
-    ("point_4d", dict(point_coords=np.zeros((1, 1, 1, 2)), point_labels=np.ones((1, 1, 1))), Err(ValueError, r"\(N, 2\)")),
+    (
+        "point_4d",
+        dict(point_coords=np.zeros((1, 1, 1, 2)), point_labels=np.ones((1, 1, 1))),
+        Err(ValueError, r"\(N, 2\)"),
+    ),
     ("box_3", dict(box=[1.0, 2.0, 3.0]), Err(ValueError, r"\(4,\) or \(B, 4\)")),
     ("box_nan", dict(box=[1.0, np.nan, 3.0, 4.0]), Err(ValueError, "NaN or infinite")),
     ("box_inf", dict(box=[-np.inf, 0, 3.0, 4.0]), Err(ValueError, "NaN or infinite")),
     ("box_strings", dict(box=["a", "b", "c", "d"]), Err(TypeError, "box must hold numbers")),
     ("box_3d", dict(box=np.zeros((2, 2, 4))), Err(ValueError, r"\(4,\) or \(B, 4\)")),
-    ("mask_wrong_size", dict(mask_input=np.zeros((1, 100, 100))), Err(ValueError, r"mask_input must have shape \(1, 64, 64\)")),
+    (
+        "mask_wrong_size",
+        dict(mask_input=np.zeros((1, 100, 100))),
+        Err(ValueError, r"mask_input must have shape \(1, 64, 64\)"),
+    ),
     ("mask_nan", dict(mask_input=np.full((1, 64, 64), np.nan)), Err(ValueError, "NaN or infinite")),
-    ("mask_batch_mismatch", dict(point_coords=P, point_labels=L1, mask_input=np.zeros((2, 1, 64, 64))),
-     Err(ValueError, "prompt sets")),
+    (
+        "mask_batch_mismatch",
+        dict(point_coords=P, point_labels=L1, mask_input=np.zeros((2, 1, 64, 64))),
+        Err(ValueError, "prompt sets"),
+    ),
     ("no_prompt", dict(), Err(ValueError, "no prompt given")),
     ("empty_points", dict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0)), Err(ValueError, "no prompt given")),
-    ("multimask_str", dict(point_coords=P, point_labels=L1, multimask_output="yes"), Err(TypeError, "multimask_output")),
-    ("batch_count_mismatch", dict(point_coords=np.zeros((3, 1, 2)), point_labels=np.ones((3, 1)), box=np.ones((2, 4))),
-     Err(ValueError, "counts must match")),
+    (
+        "multimask_str",
+        dict(point_coords=P, point_labels=L1, multimask_output="yes"),
+        Err(TypeError, "multimask_output"),
+    ),
+    (
+        "batch_count_mismatch",
+        dict(point_coords=np.zeros((3, 1, 2)), point_labels=np.ones((3, 1)), box=np.ones((2, 4))),
+        Err(ValueError, "counts must match"),
+    ),
     # edge inputs that are kept, with a warning
-    ("box_flipped", dict(box=[30.0, 25.0, 5.0, 4.0], multimask_output=False), Warn(r"corners were reordered to \(5, 4, 30, 25\)", _shape(1))),
+    (
+        "box_flipped",
+        dict(box=[30.0, 25.0, 5.0, 4.0], multimask_output=False),
+        Warn(r"corners were reordered to \(5, 4, 30, 25\)", _shape(1)),
+    ),
     ("box_flipped_x_only", dict(box=[30.0, 4.0, 5.0, 25.0], multimask_output=False), Warn("reordered", _shape(1))),
-    ("box_zero_area", dict(box=[10.0, 10.0, 10.0, 30.0], multimask_output=False), Warn("zero width or height", _shape(1))),
+    (
+        "box_zero_area",
+        dict(box=[10.0, 10.0, 10.0, 30.0], multimask_output=False),
+        Warn("zero width or height", _shape(1)),
+    ),
     ("box_point_like", dict(box=[10.0, 10.0, 10.0, 10.0]), Warn("zero width or height", _shape(3))),
     ("box_outside", dict(box=[-5.0, 0.0, 20.0, 20.0]), Warn("box lie partly outside the frame of 50x40", _shape(3))),
-    ("point_outside", dict(point_coords=[[60.0, 12.0]], point_labels=L1), Warn("outside the frame of 50x40", _shape(3))),
+    (
+        "point_outside",
+        dict(point_coords=[[60.0, 12.0]], point_labels=L1),
+        Warn("outside the frame of 50x40", _shape(3)),
+    ),
     ("point_negative", dict(point_coords=[[-1.0, -1.0]], point_labels=L1), Warn("outside", _shape(3))),
-    ("normalized_outside", dict(point_coords=[[1.5, 0.2]], point_labels=L1, normalize_coords=False),
-     Warn(r"\[0, 1\] \(normalize_coords=False\)", _shape(3))),
-    ("batch_one_box_flipped", dict(box=np.array([[1.0, 1, 20, 20], [20, 20, 1, 1]]), multimask_output=False),
-     Warn("reordered", _batch_shape(2))),
+    (
+        "normalized_outside",
+        dict(point_coords=[[1.5, 0.2]], point_labels=L1, normalize_coords=False),
+        Warn(r"\[0, 1\] \(normalize_coords=False\)", _shape(3)),
+    ),
+    (
+        "batch_one_box_flipped",
+        dict(box=np.array([[1.0, 1, 20, 20], [20, 20, 1, 1]]), multimask_output=False),
+        Warn("reordered", _batch_shape(2)),
+    ),
     # documented behaviour
     ("labels_integral_floats", dict(point_coords=P, point_labels=np.array([1.0])), Ok(_shape(3))),
     ("labels_torch", dict(point_coords=torch.tensor([[10.0, 12.0]]), point_labels=torch.tensor([1])), Ok(_shape(3))),
     ("negative_click_only", dict(point_coords=P, point_labels=[0]), Ok(_shape(3))),
     ("padding_label_with_box", dict(point_coords=P, point_labels=[-1], box=[2.0, 2, 30, 30]), Ok(_shape(3))),
     ("box_corner_labels_as_points", dict(point_coords=[[2.0, 2.0], [30.0, 30.0]], point_labels=[2, 3]), Ok(_shape(3))),
-    ("low_res_feedback", dict(point_coords=P, point_labels=L1, mask_input=np.zeros((1, 64, 64), np.float32)), Ok(_shape(3))),
+    (
+        "low_res_feedback",
+        dict(point_coords=P, point_labels=L1, mask_input=np.zeros((1, 64, 64), np.float32)),
+        Ok(_shape(3)),
+    ),
     ("return_logits", dict(point_coords=P, point_labels=L1, return_logits=True), Ok(_logits)),
 ]
 

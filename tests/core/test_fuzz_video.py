@@ -51,6 +51,7 @@ def _masks(n_obj: int) -> Callable[[Any], None]:
     def check(out: Any) -> None:
         frame_idx, obj_ids, masks = out
         assert len(obj_ids) == n_obj and tuple(masks.shape) == (n_obj, 1, H, W)
+
     return check
 
 
@@ -108,11 +109,13 @@ def test_object_ids(pred: Any, state: Any, obj_id: Any, outcome: Any) -> None:
     run_case(lambda: pred.add_new_points_or_box(state, 0, obj_id, points=PT, labels=[1]), outcome)
 
 
-FRAME_CASES = [("minus_1", -1, Err(IndexError, r"frame_idx -1 is out of range .* 0\.\.3")),
-               ("past_end", T, Err(IndexError, "out of range")),
-               ("float", 1.0, Err(TypeError, "frame_idx must be an int")),
-               ("bool", True, Err(TypeError, "frame_idx must be an int")),
-               ("numpy_int", np.int32(2), Ok(lambda out: None if out[0] == 2 else pytest.fail("frame")))]
+FRAME_CASES = [
+    ("minus_1", -1, Err(IndexError, r"frame_idx -1 is out of range .* 0\.\.3")),
+    ("past_end", T, Err(IndexError, "out of range")),
+    ("float", 1.0, Err(TypeError, "frame_idx must be an int")),
+    ("bool", True, Err(TypeError, "frame_idx must be an int")),
+    ("numpy_int", np.int32(2), Ok(lambda out: None if out[0] == 2 else pytest.fail("frame"))),
+]
 
 
 @pytest.mark.parametrize("frame_idx,outcome", [c[1:] for c in FRAME_CASES], ids=[c[0] for c in FRAME_CASES])
@@ -140,6 +143,7 @@ def test_mask_prompts(pred: Any, state: Any, mask: Any, outcome: Any) -> None:
 def _yields(expected: List[int]) -> Callable[[Any], None]:
     def check(out: Any) -> None:
         assert [f for f, _, _ in out] == expected
+
     return check
 
 
@@ -203,28 +207,50 @@ SOURCE_CASES: List[Tuple[str, Callable[[Path], Any], Any]] = [
     ("missing_path", lambda tmp: str(tmp / "nope.mp4"), Err(ValueError, "does not exist")),
     ("dict", lambda tmp: {"a": 1}, Err(TypeError, "cannot read frames from a dict")),
     ("empty_generator", lambda tmp: iter(()), Err(ValueError, "yielded no frames")),
-    ("list_mixed_sizes", lambda tmp: [np.zeros((H, W, 3), np.uint8)] * 2 + [np.zeros((H, W + 4, 3), np.uint8)],
-     Err(ValueError, r"frame 2 of list of frames has size 32x52 .* frame 0 has 32x48")),
+    (
+        "list_mixed_sizes",
+        lambda tmp: [np.zeros((H, W, 3), np.uint8)] * 2 + [np.zeros((H, W + 4, 3), np.uint8)],
+        Err(ValueError, r"frame 2 of list of frames has size 32x52 .* frame 0 has 32x48"),
+    ),
     ("generator_mixed_sizes", lambda tmp: _mixed_gen(), Err(ValueError, "frame 1 of stream has size 34x48")),
-    ("list_nan_frame", lambda tmp: [np.zeros((H, W), np.float32), np.full((H, W), np.nan, np.float32)],
-     Err(ValueError, "frame 1 of list of frames holds NaN")),
-    ("array_nan_frame", lambda tmp: np.concatenate([frames(3, np.float32) / 255, np.full((1, H, W, 3), np.inf, np.float32)]),
-     Err(ValueError, "frame 3 of array holds NaN or infinite")),
-    ("folder_mixed_sizes", lambda tmp: _jpeg_folder(tmp, [(H, W), (H, W), (H + 8, W)]),
-     Err(ValueError, r"frame 2 \(00002.jpg\) is 40x48 .* frame 0 \(00000.jpg\) is 32x48")),
-    ("folder_not_a_jpeg", lambda tmp: _jpeg_folder(tmp, [(H, W)] * 3, {1: b"not a jpeg"}),
-     Err(ValueError, r"could not read frame 1 \(.*00001.jpg\)")),
+    (
+        "list_nan_frame",
+        lambda tmp: [np.zeros((H, W), np.float32), np.full((H, W), np.nan, np.float32)],
+        Err(ValueError, "frame 1 of list of frames holds NaN"),
+    ),
+    (
+        "array_nan_frame",
+        lambda tmp: np.concatenate([frames(3, np.float32) / 255, np.full((1, H, W, 3), np.inf, np.float32)]),
+        Err(ValueError, "frame 3 of array holds NaN or infinite"),
+    ),
+    (
+        "folder_mixed_sizes",
+        lambda tmp: _jpeg_folder(tmp, [(H, W), (H, W), (H + 8, W)]),
+        Err(ValueError, r"frame 2 \(00002.jpg\) is 40x48 .* frame 0 \(00000.jpg\) is 32x48"),
+    ),
+    (
+        "folder_not_a_jpeg",
+        lambda tmp: _jpeg_folder(tmp, [(H, W)] * 3, {1: b"not a jpeg"}),
+        Err(ValueError, r"could not read frame 1 \(.*00001.jpg\)"),
+    ),
     ("time_axis_out_of_range", lambda tmp: frames(), Err(ValueError, "time_axis")),
-    ("single_image_is_one_frame", lambda tmp: np.zeros((H, W, 3), np.uint8),
-     Ok(lambda s: None if s["num_frames"] == 1 else pytest.fail("frames"))),
-    ("greyscale_uint16_volume", lambda tmp: (np.arange(T * H * W, dtype=np.uint16).reshape(T, H, W)),
-     Ok(lambda s: None if s["num_frames"] == T else pytest.fail("frames"))),
+    (
+        "single_image_is_one_frame",
+        lambda tmp: np.zeros((H, W, 3), np.uint8),
+        Ok(lambda s: None if s["num_frames"] == 1 else pytest.fail("frames")),
+    ),
+    (
+        "greyscale_uint16_volume",
+        lambda tmp: np.arange(T * H * W, dtype=np.uint16).reshape(T, H, W),
+        Ok(lambda s: None if s["num_frames"] == T else pytest.fail("frames")),
+    ),
 ]
 
 
 @pytest.mark.parametrize("make,outcome", [c[1:] for c in SOURCE_CASES], ids=[c[0] for c in SOURCE_CASES])
-def test_frame_sources_checked_up_front(pred: Any, tmp_path: Path, make: Callable[[Path], Any], outcome: Any,
-                                        request: pytest.FixtureRequest) -> None:
+def test_frame_sources_checked_up_front(
+    pred: Any, tmp_path: Path, make: Callable[[Path], Any], outcome: Any, request: pytest.FixtureRequest
+) -> None:
     kw = {"time_axis": 7} if "time_axis" in request.node.name else {}
     run_case(lambda: pred.init_state(make(tmp_path), **kw), outcome)
 
@@ -255,8 +281,10 @@ def test_truncated_mp4_is_reported_before_tracking(pred: Any, tmp_path: Path) ->
             c.mux(pkt)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 6 // 10])
-    state = run_case(lambda: pred.init_state(str(path)),
-                     Warn(r"header says 12 frames but the stream holds \d+; the file is probably truncated"))
+    state = run_case(
+        lambda: pred.init_state(str(path)),
+        Warn(r"header says 12 frames but the stream holds \d+; the file is probably truncated"),
+    )
     assert 1 <= state["num_frames"] < 12
     pred.add_new_points_or_box(state, 0, 1, points=PT, labels=[1])
     try:  # every counted frame decodes, or the one that does not is named
@@ -282,13 +310,19 @@ def test_session_cases(model: Any, session: Any) -> None:
     session.push(v[0])
     run_case(lambda: session.push(np.zeros((H, W, 5), np.uint8)), Err(ValueError, "frame must be HxW"))
     run_case(lambda: session.push(np.full((H, W), np.nan, np.float32)), Err(ValueError, "frame 1 holds NaN"))
-    run_case(lambda: session.push(np.zeros((H + 1, W, 3), np.uint8)), Err(ValueError, "all frames must have the same size"))
+    run_case(
+        lambda: session.push(np.zeros((H + 1, W, 3), np.uint8)), Err(ValueError, "all frames must have the same size")
+    )
     assert session.frame_idx == 0  # refused frames changed nothing
     run_case(lambda: session.add_points(1, points=PT, labels=[7]), Err(ValueError, "integers in"))
-    run_case(lambda: session.add_points(1, points=PT, labels=[1], frame_idx=3),
-             Err(ValueError, "only be given on the current frame"))
+    run_case(
+        lambda: session.add_points(1, points=PT, labels=[1], frame_idx=3),
+        Err(ValueError, "only be given on the current frame"),
+    )
     run_case(lambda: session.add_box(1, [40.0, 25.0, 5.0, 4.0]), Warn("reordered"))
-    run_case(lambda: session.add_points("1", points=PT, labels=[1]), Err(ValueError, "clashes with the existing obj_id 1"))
+    run_case(
+        lambda: session.add_points("1", points=PT, labels=[1]), Err(ValueError, "clashes with the existing obj_id 1")
+    )
     run_case(lambda: session.add_mask(2, np.zeros((H, W), bool)), Warn("empty"))
     res = run_case(lambda: session.track(), Ok(lambda r: None if r.obj_ids == [1, 2] else pytest.fail("ids")))
     assert res.masks().shape == (2, H, W)

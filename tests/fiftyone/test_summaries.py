@@ -8,7 +8,6 @@ summary, the log and the operator output must say what happened.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 import torch
@@ -43,8 +42,15 @@ def _warned(caplog, text: str) -> bool:
 def test_segment_counts_empty_masks_and_warns(media_dir, blind_checkpoint, caplog):
     ds = _data.image_dataset(media_dir, n=2, objects=3)
     with caplog.at_level(logging.WARNING):
-        res = _run(SEG, ds.view(), prompt_field="boxes", label_field="blind", checkpoint="path", checkpoint_path=blind_checkpoint,
-                   device="cpu")
+        res = _run(
+            SEG,
+            ds.view(),
+            prompt_field="boxes",
+            label_field="blind",
+            checkpoint="path",
+            checkpoint_path=blind_checkpoint,
+            device="cpu",
+        )
     assert res.error is None, res.error
     r = res.result
     assert (r["processed"], r["failed"], r["masks"], r["empty_masks"]) == (2, 0, 6, 6)
@@ -56,8 +62,15 @@ def test_segment_counts_empty_masks_and_warns(media_dir, blind_checkpoint, caplo
 def test_auto_label_counts_images_without_masks(media_dir, blind_checkpoint, caplog):
     ds = _data.image_dataset(media_dir, n=2, objects=2)
     with caplog.at_level(logging.WARNING):
-        res = _run(AUTO, ds.view(), label_field="auto", checkpoint="path", checkpoint_path=blind_checkpoint, device="cpu",
-                   points_per_side=4)
+        res = _run(
+            AUTO,
+            ds.view(),
+            label_field="auto",
+            checkpoint="path",
+            checkpoint_path=blind_checkpoint,
+            device="cpu",
+            points_per_side=4,
+        )
     assert res.error is None, res.error
     r = res.result
     assert (r["processed"], r["images"], r["images_without_masks"], r["masks"]) == (2, 2, 2, 0)
@@ -69,8 +82,16 @@ def test_auto_label_counts_images_without_masks(media_dir, blind_checkpoint, cap
 def test_track_reports_objects_lost_on_their_prompt_frame(media_dir, blind_checkpoint, caplog):
     ds, _ = _data.video_dataset(media_dir, num_frames=4, objects=2, prompt_frames=(2,))
     with caplog.at_level(logging.WARNING):
-        res = _run(TRACK, ds.view(), prompt_field="frames.prompts", label_field="frames.blind",
-                   checkpoint="path", checkpoint_path=blind_checkpoint, device="cpu", direction="both")
+        res = _run(
+            TRACK,
+            ds.view(),
+            prompt_field="frames.prompts",
+            label_field="frames.blind",
+            checkpoint="path",
+            checkpoint_path=blind_checkpoint,
+            device="cpu",
+            direction="both",
+        )
     assert res.error is None, res.error
     r = res.result
     assert r["processed"] == 1 and r["prompted_object_frames"] == 2 and r["lost_on_prompt"] == 2
@@ -95,8 +116,10 @@ def test_warning_thresholds():
     assert counts == {"masks": 20, "empty_masks": 1, "tiny_masks": 0}
     assert warnings_for("segment", counts) == []  # 1 of 20 (5 %): below the warning level
     tiny = torch.zeros(8, 8).numpy() > 0
-    tiny[0, :TINY_PIXELS - 1] = True
+    tiny[0, : TINY_PIXELS - 1] = True
     count_masks(counts, [tiny] * 2)
-    assert counts["tiny_masks"] == 2 and "1 of 22 masks are empty and 2 have fewer" in warnings_for("segment", counts)[0]
+    assert (
+        counts["tiny_masks"] == 2 and "1 of 22 masks are empty and 2 have fewer" in warnings_for("segment", counts)[0]
+    )
     assert warnings_for("track", {"object_frames": 10, "lost_object_frames": 2}) == []
     assert warnings_for("auto_label", {"images": 30, "images_without_masks": 2}) == []
