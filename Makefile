@@ -50,7 +50,7 @@ apt-test:
 	fi
 
 demo: setup-core
-	$(BIN)/python -m benchmarks demo --output-dir $(OUT)/demo
+	$(BIN)/python -m benchmarks demo --output-dir $(OUT)/demo --overwrite
 
 test: setup-test
 	FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .output_safety import add_overwrite, at_least, check_outputs, finish_outputs
+
 __all__ = ["main", "build_parser"]
 
 EVAL_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -55,6 +57,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     out: Dict[str, Any] = {k: res[k] for k in EVAL_KEYS}
     out["per_object"] = res["per_object"]
     out["per_sequence"] = res["per_sequence"]
+    out["dropped_objects"] = res.get("dropped_objects", [])  # objects with no scored GT frame (warned)
     if args.per_frame:
         out["per_frame"] = res["per_frame"]
     meta = run_metadata("evaluate", settings={
@@ -149,9 +152,10 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
                         "sav: JPEGImages_24fps + Annotations_6fps/<video>/<obj:03d> (vos only: per-object PNGs, "
                         "SA-V scoring); youtube/mose/lvos: as vos, plus a submission folder and zip (vos only)")
     p.add_argument("--sequences", default=None, help="comma-separated sequence names")
-    p.add_argument("--max-sequences", type=int, default=None)
-    p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
+    p.add_argument("--max-sequences", type=at_least(1), default=None)
+    p.add_argument("--max-frames", type=at_least(1), default=None, help="use only the first N frames of each video")
     p.add_argument("--output-dir", required=True, help="report folder")
+    add_overwrite(p)
 
 
 def _add_evaluate(sub: Any) -> None:
@@ -160,7 +164,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--pred-root", required=True, type=Path, help="predictions <seq>/*.png")
     p.add_argument("--sequences", default=None, help="comma-separated sequence names (default: all GT sequences)")
     p.add_argument("--output", required=True, type=Path, help="result JSON")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=at_least(1), default=None,
                    help="processes sharing the frames (default: one per CPU; the numbers do not depend on it)")
     p.add_argument("--layout", default="davis", choices=["davis", "sav"],
                    help="davis: <seq>/*.png label maps; sav: <video>/<obj:03d>/*.png binary masks (SA-V rules)")
@@ -171,6 +175,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--fixed-decay", action="store_true", help="do not reproduce the reference's uint8 Decay bins")
     p.add_argument("--per-frame", action="store_true", help="also write per-frame J and F")
     p.add_argument("--report-dir", default=None, help="also write report.json/.md and plots here")
+    add_overwrite(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -198,21 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "frame not scored; davis: objects of the first frame only; first_appearance: one run, "
                         "objects scored from their first appearance (SA-V / vos-benchmark rule)")
     p.add_argument("--save-predictions", action="store_true", help="write predicted PNGs (DAVIS layout)")
-    p.add_argument("--warmup", type=int, default=0, help="untimed warm-up on the first N frames of the first video")
+    p.add_argument("--warmup", type=at_least(0), default=0,
+                   help="untimed warm-up on the first N frames of the first video")
     p.set_defaults(func=_run("run_vos_command"))
 
     p = sub.add_parser("interactive-image", help="click-based image segmentation: mIoU@k, NoC")
     p.add_argument("--dataset", default="synthetic", help="'synthetic', 'shared', a .npz, a .tif (+--masks), COCO .json (+--images), or an image folder (+--masks)")
     p.add_argument("--masks", default=None)
     p.add_argument("--images", default=None)
-    p.add_argument("--max-clicks", type=int, default=20, help="clicks per instance; NoC is capped at it (RITM: 20)")
-    p.add_argument("--max-instances", type=int, default=None, help="at most this many instances per dataset")
-    p.add_argument("--max-instances-per-image", type=int, default=None, help="at most this many instances per image")
+    p.add_argument("--max-clicks", type=at_least(1), default=20, help="clicks per instance; NoC is capped at it (RITM: 20)")
+    p.add_argument("--max-instances", type=at_least(1), default=None, help="at most this many instances per dataset")
+    p.add_argument("--max-instances-per-image", type=at_least(1), default=None, help="at most this many instances per image")
     p.add_argument("--oracle", action="store_true",
                    help="first click: the best of the 3 masks against the GT (SAM's oracle)")
     p.add_argument("--no-mask-input", action="store_true",
                    help="do not feed the previous low-res logits back as mask_input from the 2nd click on")
     p.add_argument("--output-dir", required=True)
+    add_overwrite(p)
     _add_model_args(p)
     p.set_defaults(func=_run("run_interactive_image_command"))
 
@@ -220,9 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_video_args(p)
     _add_model_args(p)
     p.add_argument("--mode", default="offline", help="offline, online or both")
-    p.add_argument("--max-interacted", type=int, default=8,
+    p.add_argument("--max-interacted", type=at_least(1), default=8,
                    help="maximum interacted frames per object (curve N = 1..it)")
-    p.add_argument("--clicks-per-frame", type=int, default=3)
+    p.add_argument("--clicks-per-frame", type=at_least(1), default=3)
     p.add_argument("--pause-iou", type=float, default=0.75, help="online mode pauses on a frame with IoU below it")
     p.set_defaults(func=_run("run_interactive_video_command"))
 
@@ -231,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None,
                    help="replaces {data_root} in dataset paths (default: $SAM2_BENCH_DATA or ./data)")
     p.add_argument("--output-dir", required=True)
+    add_overwrite(p)
     p.add_argument("--only", default=None, help="comma-separated dataset names to run (default: all)")
     _add_model_args(p)
     p.set_defaults(func=_cmd_suite)
@@ -254,18 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: VOS, interactive image, pictures and speed with the demo model")
     p.add_argument("--output-dir", default="benchmark_report")
+    add_overwrite(p)
     p.add_argument("--model", default="nano")
     p.add_argument("--checkpoint", default="demo")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
     p.add_argument("--prompt", default="mask")
     p.add_argument("--sequences", default=None)
-    p.add_argument("--max-sequences", type=int, default=3)
-    p.add_argument("--max-frames", type=int, default=24)
-    p.add_argument("--max-clicks", type=int, default=20, help="clicks per instance (interactive image; RITM's NoC cap)")
-    p.add_argument("--max-instances-per-image", type=int, default=4, help="instances per image (interactive image)")
-    p.add_argument("--max-instances", type=int, default=None, help="instances per dataset (interactive image)")
-    p.add_argument("--interactive-sequences", type=int, default=2,
+    p.add_argument("--max-sequences", type=at_least(1), default=3)
+    p.add_argument("--max-frames", type=at_least(1), default=24)
+    p.add_argument("--max-clicks", type=at_least(1), default=20, help="clicks per instance (interactive image; RITM's NoC cap)")
+    p.add_argument("--max-instances-per-image", type=at_least(1), default=4, help="instances per image (interactive image)")
+    p.add_argument("--max-instances", type=at_least(1), default=None, help="instances per dataset (interactive image)")
+    p.add_argument("--interactive-sequences", type=at_least(0), default=2,
                    help="synthetic sequences for the interactive video protocols (0: skip them)")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if ../shared/data is present")
     p.set_defaults(func=_run("run_demo"))
@@ -287,7 +296,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        check_outputs(args)  # before any work: outputs never replace inputs or mix runs
+        rc = int(args.func(args) or 0)
+        if rc == 0:
+            finish_outputs(args)
+        return rc
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -120,10 +120,9 @@ def run_metadata(
 
 
 def write_json(path: PathLike, data: Dict[str, Any]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(_clean(data), indent=1, allow_nan=False) + "\n")
-    return p
+    from sam2_plugins.output_paths import atomic_write_text  # temp file + rename: never half a report
+
+    return atomic_write_text(path, json.dumps(_clean(data), indent=1, allow_nan=False) + "\n")
 
 
 def _fmt(v: Any) -> str:
@@ -286,5 +285,6 @@ def render_html(runs: Sequence[PathLike], output: PathLike) -> Path:
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}figure{display:inline-block}</style>"
         f"<h1>sam2-plugins benchmark runs</h1><table><tr><th>metric</th>{head}</tr>{rows}</table>{imgs}"
     )
-    out.write_text(page)
-    return out
+    from sam2_plugins.output_paths import atomic_write_text
+
+    return atomic_write_text(out, page)

@@ -8,6 +8,7 @@ and ``area`` (pixels). Optionally an instance-id ``Segmentation`` is written too
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ from . import _resume
 from ._convert import instance_id_map, mask_to_detection
 from ._fields import require_media
 from ._media import load_image
+from ._summary import count_auto_label
 from ._models import DEFAULT_MODEL, ModelSpec, load_model
 
 #: Generator options the plugin exposes (upstream names); others keep the core's defaults.
@@ -95,9 +97,12 @@ def auto_label(
         for s in samples:
             try:
                 img = load_image(s.filepath)
-                records = generator.generate(img)
+                with warnings.catch_warnings():  # an empty result is counted and summarised instead
+                    warnings.simplefilter("ignore", UserWarning)
+                    records = generator.generate(img)
                 out.append(masks_to_labels(records, img.shape[0], img.shape[1], label,
                                            semantic_field is not None))
+                count_auto_label(run.counts, len(records), generator.last_stats.explain())
             except Exception as exc:
                 out.append(exc)
         return out

@@ -6,6 +6,7 @@ Field names follow FiftyOne: a frame-level field of a video dataset is written
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable, Sequence
 
 FRAMES_PREFIX = "frames."
@@ -133,6 +134,34 @@ def declare_field(dataset: Any, field: str, doc_type: type | None = None, ftype:
         dataset.reload()
         if not field_exists(dataset, field):
             raise
+    keep_earlier_views_loadable(dataset)
+
+
+def keep_earlier_views_loadable(dataset: Any) -> None:
+    """Let views that were used before a reload load samples with fields added since.
+
+    ``Dataset.reload()`` (which FiftyOne's operator executor also does before every operator,
+    and which runs here to see other workers' changes) builds new document classes; a view that
+    had already loaded samples keeps the old class, which knows nothing of fields added later,
+    so it then fails with ``FieldDoesNotExist`` even after another ``reload()``. This declares
+    the current classes' fields on those older classes of the same dataset. Best effort: a
+    FiftyOne version without these internals leaves it as it was (and logs why).
+    """
+    try:
+        from fiftyone.core.odm import DatasetFrameDocument, DatasetSampleDocument, SampleFieldDocument
+
+        for base, current in ((DatasetSampleDocument, getattr(dataset, "_sample_doc_cls", None)),
+                              (DatasetFrameDocument, getattr(dataset, "_frame_doc_cls", None))):
+            if current is None:
+                continue
+            for old in base.__subclasses__():
+                if old is current or old.__name__ != current.__name__:
+                    continue
+                for fname in current._fields_ordered:
+                    if fname not in old._fields:
+                        old._declare_field(dataset, fname, SampleFieldDocument.from_field(current._fields[fname]))
+    except Exception as exc:  # pragma: no cover - depends on FiftyOne internals
+        logging.getLogger(__name__).debug("could not update earlier views' document classes: %s", exc)
 
 
 def require_media(collection: Any, allowed: Sequence[str], what: str) -> str:

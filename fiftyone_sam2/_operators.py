@@ -61,6 +61,13 @@ def _summary_output(ctx: Any) -> Any:
     outputs = types.Object()
     for key in ("processed", "skipped", "failed"):
         outputs.int(key, label=key.capitalize())
+    # what the results look like (see fiftyone_sam2._summary); only the keys of the run's kind appear
+    for key, label in (("empty_masks", "Empty masks"), ("tiny_masks", "Tiny masks"),
+                       ("images_without_masks", "Images without any mask"),
+                       ("lost_on_prompt", "Objects lost on their own prompt frame"),
+                       ("lost_object_frames", "Lost object-frames")):
+        outputs.int(key, label=label)
+    outputs.list("warnings", types.String(), label="Warnings")
     outputs.list("errors", types.String(), label="First errors")
     return types.Property(outputs)
 

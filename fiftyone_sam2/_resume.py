@@ -58,12 +58,16 @@ class Run:
     failed: int = 0
     skipped: int = 0
     errors: list[str] = dc_field(default_factory=list)
+    counts: dict[str, Any] = dc_field(default_factory=dict)
+    """What the results look like (empty masks, lost objects, ...; see :mod:`._summary`)."""
 
     def summary(self) -> dict[str, Any]:
+        from ._summary import warnings_for
+
         return {"label_field": self.label_field, "status_field": self.status_field,
                 "kind": self.kind, "resumed": self.resumed, "processed": self.processed,
                 "failed": self.failed, "skipped": self.skipped, "errors": self.errors[:20],
-                "pid": os.getpid()}
+                **self.counts, "warnings": warnings_for(self.kind, self.counts), "pid": os.getpid()}
 
 
 def status_field_for(label_field: str) -> str:
@@ -280,11 +284,14 @@ def _close_run(collection: Any, run: Run) -> None:
         rec = dict(all_runs.get(run.label_field, {}))
         rec["updated"] = _now()
         rec["completed"] = dataset.match(F(run.status_field) != DONE).count() == 0
-        rec["last"] = {k: v for k, v in run.summary().items() if k != "errors"}
+        summary = run.summary()
+        rec["last"] = {k: v for k, v in summary.items() if k != "errors"}
         all_runs[run.label_field] = rec
         info[RUNS_KEY] = all_runs
         dataset.info = info
         dataset.save()
+    for w in summary["warnings"]:
+        logger.warning("SAM 2 %s into %s: %s", run.kind, run.label_field, w)
 
 
 def _now() -> str:

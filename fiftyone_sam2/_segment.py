@@ -17,6 +17,7 @@ from . import _resume
 from ._convert import box_to_xyxy, keypoint_to_points, mask_to_detection
 from ._fields import require_label_field, require_media, split_field
 from ._media import load_image
+from ._summary import count_masks
 from ._models import DEFAULT_MODEL, ModelSpec, load_model
 
 
@@ -211,6 +212,7 @@ def segment(
                         predictor.set_image(img)
                         preds[i] = predict_prompts(predictor, prompts[i], multimask_output)
                     results.append(to_detections(prompts[i], preds[i]))
+                    count_masks(run.counts, [m for m, _ in preds[i]])
                 except Exception as exc:
                     results.append(exc)
         return results

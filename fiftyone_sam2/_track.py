@@ -35,6 +35,7 @@ from ._convert import box_to_xyxy, detection_to_mask, keypoint_to_points, mask_t
 from ._fields import require_label_field, require_media, split_field
 from ._media import video_frame_count
 from ._models import DEFAULT_MODEL, ModelSpec, load_model
+from ._summary import count_track
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -272,7 +273,9 @@ def track(
             if not prompts:
                 return [{}]
             n, res, oids = run_tracking(predictor, source, prompts, direction)
-            return [{t + 1: to_frame_detections(res.get(t, {}), meta, oids, lost_threshold) for t in range(n)}]
+            frames = {t: to_frame_detections(res.get(t, {}), meta, oids, lost_threshold) for t in range(n)}
+            count_track(run.counts, frames, prompts)
+            return [{t + 1: dets for t, dets in frames.items()}]
         finally:
             source.close()
 
@@ -293,7 +296,9 @@ def track(
         if not prompts:
             return [fo.Detections(detections=[]) for _ in samples]
         n, res, oids = run_tracking(predictor, source, prompts, direction)
-        return [to_frame_detections(res.get(t, {}), meta, oids, lost_threshold) for t in range(n)]
+        frames = [to_frame_detections(res.get(t, {}), meta, oids, lost_threshold) for t in range(n)]
+        count_track(run.counts, dict(enumerate(frames)), prompts)
+        return frames
 
     def write_image(sample: Any, result: Any) -> None:
         sample[label_field] = result

@@ -3,8 +3,13 @@
 * Registry: each official model name maps to Meta's public URL and the Hugging Face mirror.
 * Cache: ``$SAM2_PLUGINS_CACHE`` if set, else ``$XDG_CACHE_HOME/sam2-plugins`` (``~/.cache/...``).
 * Downloads are atomic (``<name>.part`` then rename), resumable (HTTP ``Range``) where the server
-  allows, show progress, check the size announced by the server (and the registry's size / sha256
-  where known) and retry once from scratch when a partial file is corrupt.
+  allows, show progress, check the size announced by the server and the registry's size and
+  SHA-256 (known for all eight official files, see :data:`_OFFICIAL_FILES`), and retry once from
+  scratch when a partial file is corrupt.
+* A cached official file is verified on first use (size every time; SHA-256 once, remembered in
+  ``<name>.verified`` next to it until the file changes). A mismatch is moved aside to
+  ``<name>.mismatch-<time>`` (never deleted: it may be a file the user put there) with a warning,
+  and the official file is downloaded again.
 * Loading never unpickles code: ``torch.load(..., weights_only=True)`` or safetensors.
 """
 
@@ -12,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import pickle
 import sys
 import time
+import warnings
 import urllib.error
 import urllib.request
 import zipfile
@@ -61,15 +68,38 @@ _META = "https://dl.fbaipublicfiles.com/segment_anything_2"
 _HF = "https://huggingface.co/facebook"
 
 
+# Byte size and SHA-256 of each official file. Sources (public, read 2026): the Git LFS pointers
+# ("oid sha256:..., size ...") and "Git LFS Details" of the files in Meta's Hugging Face repos
+# facebook/sam2.1-hiera-{tiny,small} and facebook/sam2-hiera-{tiny,small,base-plus}, and of copies
+# of the other files uploaded by Hugging Face staff (merve/sam2-hiera-{base-plus,large}) and others
+# (camenduru/sam2-1-hiera, "thanks to facebook"); the same digests are the pooch ``known_hash`` of
+# micro-sam's SAM 2 loader for the dl.fbaipublicfiles.com URLs below, so Meta's CDN and the HF
+# mirror serve the same bytes. sam2_hiera_small's size (184,309,650) comes from a third-party
+# registry of the dl.fbaipublicfiles.com file; its digest from facebook/sam2-hiera-small.
+_OFFICIAL_FILES: Dict[str, Tuple[int, str]] = {
+    "sam2.1_hiera_tiny": (156_008_466, "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69"),
+    "sam2.1_hiera_small": (184_416_285, "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38"),
+    "sam2.1_hiera_base_plus": (323_606_802, "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5"),
+    "sam2.1_hiera_large": (898_083_611, "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318"),
+    "sam2_hiera_tiny": (155_906_050, "65b50056e05bcb13694174f51bb6da89c894b57b75ccdf0ba6352c597c5d1125"),
+    "sam2_hiera_small": (184_309_650, "95949964d4e548409021d47b22712d5f1abf2564cc0c3c765ba599a24ac7dce3"),
+    "sam2_hiera_base_plus": (323_493_298, "d0bb7f236400a49669ffdd1be617959a8b1d1065081789d7bbff88eded3a8071"),
+    "sam2_hiera_large": (897_952_466, "7442e4e9b732a508f80e141e7c2913437a3610ee0c77381a66658c3a445df87b"),
+}
+
+
 def _official(name: str) -> CheckpointInfo:
     v21 = name.startswith("sam2.1")
     size = name.split("_hiera_")[1]
     hf_repo = f"{'sam2.1' if v21 else 'sam2'}-hiera-{size.replace('_', '-')}"
+    nbytes, digest = _OFFICIAL_FILES[name]
     return CheckpointInfo(
         name=name,
         urls=(f"{_META}/{'092824' if v21 else '072824'}/{name}.pt",
               f"{_HF}/{hf_repo}/resolve/main/{name}.pt"),
         filename=f"{name}.pt",
+        size=nbytes,
+        sha256=digest,
     )
 
 
@@ -262,13 +292,69 @@ def resolve_checkpoint(name: str, checkpoint: Optional[PathLike], *, progress: U
                 f"no official download for {name!r}; official names: {', '.join(REGISTRY)}")
         info = REGISTRY[name]
         dest = cache_dir() / info.filename
-        if dest.exists():
+        if dest.exists() and _cached_file_ok(info, dest):
             return dest
         return download(info.urls, dest, sha256=info.sha256, size=info.size, progress=progress)
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise CheckpointError(f"checkpoint must be None, 'download', 'demo' or a file path, got "
+                              f"{type(checkpoint).__name__} {checkpoint!r}")
     path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; give the path of a checkpoint file inside it")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {str(path)!r}")
+        hint = " (did you mean 'download' or 'demo'?)" if str(checkpoint).lower() in ("download", "demo") else ""
+        raise CheckpointError(f"checkpoint file not found: {str(path)!r}{hint}")
     return path
+
+
+def _cached_file_ok(info: CheckpointInfo, dest: Path) -> bool:
+    """Verify a cached official file (size always; SHA-256 once per file version, remembered in
+    ``<name>.verified``). A mismatch is moved aside with a warning and False is returned, so the
+    caller downloads the file again."""
+    st = dest.stat()
+    stamp = dest.with_name(dest.name + ".verified")
+    problem = None
+    if info.size is not None and st.st_size != info.size:
+        problem = f"its size is {st.st_size} bytes, the official file has {info.size}"
+    elif info.sha256 is not None:
+        key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": info.sha256.lower()}
+        try:
+            if json.loads(stamp.read_text()) == key:
+                return True
+        except (OSError, ValueError):
+            pass
+        digest = _sha256(dest)
+        if digest.lower() != info.sha256.lower():
+            problem = f"its SHA-256 is {digest}, the official file's is {info.sha256}"
+        else:
+            try:
+                stamp.write_text(json.dumps(key))
+            except OSError:  # a read-only cache still works; it is just hashed again next time
+                pass
+    if problem is None:
+        return True
+    aside = dest.with_name(f"{dest.name}.mismatch-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(dest, aside)
+    stamp.unlink(missing_ok=True)
+    warnings.warn(f"cached checkpoint {dest} is not the official {info.name} file ({problem}); it was moved to "
+                  f"{aside} and the official file is downloaded again", UserWarning, stacklevel=3)
+    return False
+
+
+def _sniff(path: Path, nbytes: int) -> None:
+    """Refuse files that are neither a torch archive / pickle nor safetensors, saying what they look like."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return  # a torch zip archive, or a (legacy) pickle: torch.load decides
+    text = head.decode("utf-8", errors="replace")
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        what = f"a text file (it starts with {text[:40]!r})"
+    else:
+        what = f"an unknown binary format (it starts with bytes {head[:8].hex(' ')})"
+    raise CheckpointError(
+        f"{path} is not a checkpoint: it is {what}, {nbytes} bytes. Expected an official SAM 2 '.pt' file "
+        "(a torch zip archive holding {'model': state_dict}), a state dict or a safetensors file")
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -290,6 +376,9 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
         CheckpointError: truncated / corrupt files, pickles that carry code, unknown layouts.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; give the path of a checkpoint file (.pt, "
+                              ".safetensors, .ckpt) inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {str(path)!r}")
     nbytes = path.stat().st_size
@@ -304,9 +393,15 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
             return dict(load_file(str(path), device="cpu"))
         except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f"{path} is not a valid safetensors file ({nbytes} bytes): {exc}") from exc
+    _sniff(path, nbytes)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc) and "global" not in str(exc):  # not code: a damaged or foreign pickle
+            raise CheckpointError(
+                f"{path} is not a checkpoint torch can read: a corrupt file or another format ({nbytes} bytes; "
+                f"{str(exc).splitlines()[-1] if str(exc) else 'unpickling failed'}). Expected an official "
+                "SAM 2 '.pt' file ({'model': state_dict}), a state dict or a safetensors file.") from exc
         raise CheckpointError(
             f"refusing to load {path}: it contains pickled Python objects or code, not only tensors "
             f"(weights-only loading failed: {str(exc).splitlines()[0]}). Official SAM 2 checkpoints "

@@ -10,17 +10,24 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 
-def _parse_xy(text: str) -> List[float]:
+def _parse_xy(text: str, count: int = 2) -> List[float]:
     try:
         vals = [float(v) for v in text.split(",")]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from exc
+    if len(vals) != count:
+        raise argparse.ArgumentTypeError(f"expected {count} numbers separated by commas, got {len(vals)} in {text!r}")
     return vals
+
+
+def _parse_box(text: str) -> List[float]:
+    return _parse_xy(text, 4)
 
 
 def _cmd_models(_: argparse.Namespace) -> int:
@@ -54,6 +61,22 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .build import build_sam2
     from .predictors.image import SAM2ImagePredictor
 
+    from .output_paths import OutputPathError, atomic_write_bytes
+
+    if args.label and len(args.label) != len(args.point or []):
+        raise ValueError(f"--label given {len(args.label)} times for {len(args.point or [])} --point; "
+                         "give one per point")
+    if not args.point and not args.box:
+        raise ValueError("no prompt: give --point X,Y (repeatable) and/or --box X0,Y0,X1,Y1")
+    out = Path(args.out)
+    targets = [out / "mask.png", out / "overlay.png"]
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"--out {out} is an existing file, not a folder")
+    for t in targets:  # checked before the model runs: never replace the input or an earlier result unasked
+        if Path(args.image).resolve() == t.resolve():
+            raise OutputPathError(f"--out {out} would overwrite the input image {args.image}; choose another folder")
+        if t.exists() and not args.overwrite:
+            raise OutputPathError(f"{t} exists; pass --overwrite to replace it, or choose another --out folder")
     image = np.asarray(Image.open(args.image).convert("RGB"))
     model = build_sam2(args.model, checkpoint=args.checkpoint, device=args.device)
     pred = SAM2ImagePredictor(model)
@@ -64,12 +87,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     masks, scores, _ = pred.predict(point_coords=points, point_labels=labels if points is not None else None,
                                     box=box, multimask_output=False)
     mask = masks[0] > 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((mask * 255).astype(np.uint8)).save(out / "mask.png")
     overlay = image.astype(np.float32)
     overlay[mask] = 0.5 * overlay[mask] + 0.5 * np.array([30, 144, 255], dtype=np.float32)
-    Image.fromarray(overlay.astype(np.uint8)).save(out / "overlay.png")
+    for target, arr in zip(targets, ((mask * 255).astype(np.uint8), overlay.astype(np.uint8))):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG")
+        atomic_write_bytes(target, buf.getvalue())
     print(f"mask area {int(mask.sum())} px, predicted IoU {float(scores[0]):.3f}; wrote {out}/mask.png, overlay.png")
     return 0
 
@@ -95,11 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("image")
     s.add_argument("--point", type=_parse_xy, action="append", help="X,Y in image pixels (repeatable)")
     s.add_argument("--label", type=int, action="append", help="1 positive, 0 negative (one per --point)")
-    s.add_argument("--box", type=_parse_xy, help="X0,Y0,X1,Y1 in image pixels")
+    s.add_argument("--box", type=_parse_box, help="X0,Y0,X1,Y1 in image pixels")
     s.add_argument("--model", default="sam2.1_hiera_nano")
     s.add_argument("--checkpoint", default="demo", help="path, 'download', 'demo' or 'none'")
     s.add_argument("--device", default=None)
     s.add_argument("--out", default="out/segment")
+    s.add_argument("--overwrite", action="store_true", help="replace mask.png / overlay.png already in --out")
     s.set_defaults(func=_cmd_segment)
     f = sub.add_parser("fiftyone", help="FiftyOne plugin helpers (e.g. 'fiftyone install')")
     f.add_argument("rest", nargs=argparse.REMAINDER)
@@ -113,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.checkpoint = None
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:  # OSError: missing / unreadable files
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

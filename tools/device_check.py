@@ -62,11 +62,28 @@ def _ours_from(ref: torch.nn.Module, name: str) -> torch.nn.Module:
     return m
 
 
+def mask_agreement(a: torch.Tensor, b: torch.Tensor, prefix: str) -> Dict[str, Any]:
+    """IoU of two boolean masks, with their areas; two empty masks give IoU None and say so
+    (an IoU of two empty masks is undefined, not 0 and not 1)."""
+    inter, union = int((a & b).sum().item()), int((a | b).sum().item())
+    out: Dict[str, Any] = {f"{prefix}_mask_iou": inter / union if union else None,
+                           f"{prefix}_mask_pixels": [int(a.sum().item()), int(b.sum().item())]}
+    if not union:
+        out[f"{prefix}_note"] = "both masks are empty: IoU undefined, nothing was compared"
+    return out
+
+
 def parity(dev: torch.device) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     for name in MODELS["parity"]:
-        ref = build_reference(name).to(dev)
+        ref = build_reference(name)
+        with torch.no_grad():
+            # Random weights give a random object-score sign; a negative one gates every mask to
+            # -1024, and comparing two empty masks says nothing (it was once reported as IoU 0.0).
+            # A clearly positive bias keeps the masks ungated, as in tests/core/test_model_parity.py.
+            ref.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(4.0)
+        ref = ref.to(dev)
         ours = _ours_from(ref.cpu(), name).to(dev).eval()
         ref = ref.to(dev)
         x = torch.randn(1, 3, 1024, 1024, device=dev)
@@ -91,10 +108,7 @@ def parity(dev: torch.device) -> None:
                 hr = [f.permute(1, 2, 0).view(f.size(1), f.size(2), *s) for f, s in zip(feats[:-1], sizes[:-1])]
                 pix = feats[-1].permute(1, 2, 0).view(1, -1, *sizes[-1])
                 o16 = ours._forward_sam_heads(pix, point_inputs=pts, high_res_features=hr, multimask_output=True)
-            m32, m16 = outs[1][1] > 0, o16[1].float() > 0
-            inter = (m32 & m16).sum().item()
-            union = (m32 | m16).sum().item()
-            res["bf16_vs_fp32_mask_iou"] = inter / max(union, 1)
+            res.update(mask_agreement(outs[1][1] > 0, o16[1].float() > 0, "bf16_vs_fp32"))
         RESULTS.setdefault("parity_cuda_fp32", {})[name] = res
         print(name, res, flush=True)
         del ref, ours

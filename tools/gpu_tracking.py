@@ -15,6 +15,9 @@ synthetic 854x480 JPEG video, bf16 autocast:
   against eager masks;
 * ``encoder``: image-encoder throughput (images/s) at batch 1, 4 and 16, ours vs upstream, the
   stage that batched image labelling scales;
+* ``finetune``: training steps per second of the Lightning module's clip forward + loss +
+  backward + AdamW (``SAM2FineTuner``, random-init tiny 2.1, 8-frame clips of 3 objects at
+  1024², bf16 autocast as Lightning's ``bf16-mixed``) and the peak GPU memory;
 * ``syncs``: the eager tracking step (``TrackingStep.track``) runs under
   ``torch.cuda.set_sync_debug_mode("error")`` after a warm-up: any host-device synchronisation
   inside it raises.
@@ -40,14 +43,34 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS: Dict[str, Any] = {}
+CFG: Dict[str, Any] = {"device": "cuda", "size": 1024, "backend": "inductor", "objects": (1, 10), "batches": (1, 4, 16)}
 MASKS: Dict[str, List[torch.Tensor]] = {}
 T0 = time.time()
 NAME = "sam2.1_hiera_tiny"
 
 
 def _sync() -> None:
-    if torch.cuda.is_available():
+    if CFG["device"] == "cuda":
         torch.cuda.synchronize()
+
+
+def _autocast() -> Any:
+    return torch.autocast(CFG["device"], dtype=torch.bfloat16)
+
+
+def _extra() -> tuple:
+    return () if CFG["size"] == 1024 else (f"++model.image_size={CFG['size']}",)
+
+
+def _our_model(ref: torch.nn.Module) -> torch.nn.Module:
+    from dataclasses import replace
+
+    from sam2_plugins.configs import get_config
+    from sam2_plugins.modeling.sam2 import SAM2Model
+
+    ours = SAM2Model(replace(get_config(NAME), image_size=CFG["size"]))
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return ours.to(CFG["device"]).eval()
 
 
 def _save(out: Path) -> None:
@@ -77,7 +100,7 @@ def _video(frames: int) -> Tuple[Path, np.ndarray, List[List[float]]]:
 
 def _propagate(pred: Any, video: Any, clicks: List[List[float]], n_obj: int, upstream: bool) -> Tuple[float, List[torch.Tensor]]:
     """Seconds of ``propagate_in_video`` (after init and clicks), and the masks of object 1."""
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.inference_mode(), _autocast():
         st = pred.init_state(video)
         for k in range(n_obj):
             pts = np.array([clicks[k]], np.float32) if upstream else [clicks[k]]
@@ -105,14 +128,13 @@ def video(out: Path, frames: int, budget: float) -> None:
     from tests.ref_utils import UPSTREAM_YAML, build_reference
 
     folder, arr, clicks = _video(frames)
-    ref = build_reference(NAME, video=True).cuda()
+    ref = build_reference(NAME, video=True, extra_overrides=_extra()).to(CFG["device"])
     ref.fill_hole_area = 0
-    ours = SAM2Model(get_config(NAME))
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    ours = ours.cuda().eval()
+    ours = _our_model(ref)
     res: Dict[str, Any] = RESULTS.setdefault("video_bf16_854x480", {"frames": frames, "model": NAME})
 
-    def measure(key: str, make: Callable[[], Any], video_in: Any, upstream: bool, objects=(1, 10)) -> None:
+    def measure(key: str, make: Callable[[], Any], video_in: Any, upstream: bool, objects: Any = None) -> None:
+        objects = CFG["objects"] if objects is None else objects
         t0 = time.time()
         pred = make()
         row: Dict[str, Any] = res.setdefault(key, {})
@@ -136,28 +158,30 @@ def video(out: Path, frames: int, budget: float) -> None:
     measure("upstream", lambda: ref, str(folder), True)
     measure("ours_eager", lambda: SAM2VideoPredictor(ours, fill_hole_area=0), arr, False)
     if time.time() - T0 < budget:
-        measure("ours_compiled", lambda: SAM2VideoPredictor(ours, fill_hole_area=0, compile=True), arr, False)
+        measure("ours_compiled", lambda: SAM2VideoPredictor(ours, fill_hole_area=0, compile=True,
+                                                            compile_backend=CFG["backend"]), arr, False)
     if time.time() - T0 < budget * 0.75:
         measure("ours_compiled_cudagraphs",
-                lambda: SAM2VideoPredictor(ours, fill_hole_area=0, compile=True, compile_mode="reduce-overhead"),
+                lambda: SAM2VideoPredictor(ours, fill_hole_area=0, compile=True, compile_backend=CFG["backend"],
+                                           compile_mode="reduce-overhead" if CFG["device"] == "cuda" else None),
                 arr, False, objects=(1,))
     masks = MASKS
     for key in ("ours_compiled", "ours_compiled_cudagraphs", "upstream"):
         if key in masks and "ours_eager" in masks:
             res.setdefault("mask_iou_vs_ours_eager", {})[key] = _iou(masks["ours_eager"], masks[key])
     for key in ("ours_eager", "ours_compiled", "ours_compiled_cudagraphs"):
-        for n in (1, 10):
+        for n in CFG["objects"]:
             a, b = res.get(key, {}).get(f"fps_{n}obj"), res.get("upstream", {}).get(f"fps_{n}obj")
             if a and b:
                 res.setdefault("fps_ratio_vs_upstream", {})[f"{key}_{n}obj"] = a / b
-        a, b = res.get(key, {}).get("fps_1obj"), res.get(key, {}).get("fps_10obj")
+        a, b = res.get(key, {}).get("fps_1obj"), res.get(key, {}).get(f"fps_{CFG['objects'][-1]}obj")
         if a and b:
             res.setdefault("time_ratio_10obj_over_1obj", {})[key] = a / b
     _save(out)
     if time.time() - T0 < budget * 0.6:
         measure("upstream_vos_optimized",
-                lambda: build_sam2_video_predictor(UPSTREAM_YAML[NAME], ckpt_path=None, device="cuda",
-                                                   vos_optimized=True).eval(),
+                lambda: build_sam2_video_predictor(UPSTREAM_YAML[NAME], ckpt_path=None, device=CFG["device"],
+                                                   vos_optimized=True, hydra_overrides_extra=list(_extra())).eval(),
                 str(folder), True, objects=(1,))
     else:
         res["upstream_vos_optimized"] = {"skipped": "time budget"}
@@ -168,7 +192,12 @@ def syncs(out: Path, frames: int) -> None:
     from sam2_plugins import SAM2VideoPredictor, build_sam2
 
     _, arr, clicks = _video(min(frames, 24))
-    pred = SAM2VideoPredictor(build_sam2(NAME, device="cuda"), fill_hole_area=0)
+    from dataclasses import replace
+
+    from sam2_plugins.configs import get_config
+
+    pred = SAM2VideoPredictor(build_sam2(replace(get_config(NAME), image_size=CFG["size"]), device=CFG["device"]),
+                              fill_hole_area=0)
     engine = pred.engine
     orig = engine.track
     state = {"checked": 0, "frame": 0}
@@ -177,11 +206,13 @@ def syncs(out: Path, frames: int) -> None:
         state["frame"] += 1
         if state["frame"] <= 18:  # warm-up: caches of pointer codes and index tensors fill
             return orig(*a, **k)
-        torch.cuda.set_sync_debug_mode("error")
+        if CFG["device"] == "cuda":
+            torch.cuda.set_sync_debug_mode("error")
         try:
             return orig(*a, **k)
         finally:
-            torch.cuda.set_sync_debug_mode(0)
+            if CFG["device"] == "cuda":
+                torch.cuda.set_sync_debug_mode(0)
             state["checked"] += 1
 
     engine.track = checked  # type: ignore[method-assign]
@@ -198,23 +229,70 @@ def syncs(out: Path, frames: int) -> None:
     _save(out)
 
 
+def finetune(out: Path, steps: int = 6) -> None:
+    from lightning_module.module import SAM2FineTuner
+    from lightning_module.tracking import ClipBatch
+
+    from dataclasses import replace
+
+    from sam2_plugins.configs import get_config
+    from sam2_plugins.modeling.sam2 import SAM2Model
+
+    dev = CFG["device"]
+    module = SAM2FineTuner(model=SAM2Model(replace(get_config(NAME), image_size=CFG["size"])).train(),
+                           lr=1e-5, vision_lr=1e-5).to(dev).train()
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
+    T, O, S = (8 if dev == "cuda" else 2), 3, CFG["size"]
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(T, 1, 3, S, S, generator=g)
+    images = images.to(dev)
+    yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    r = S // 11
+    masks = torch.stack([torch.stack([((xx - 2 * r - (3 * r // 2) * k - t) ** 2 + (yy - S // 2) ** 2 < r ** 2)
+                                      for k in range(O)]) for t in range(T)]).to(dev)
+    batch = ClipBatch(images, masks, torch.zeros(O, dtype=torch.long).to(dev))
+    res: Dict[str, Any] = {"model": NAME, "clip_frames": T, "objects": O, "image_size": S, "precision": "bf16 autocast"}
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step() -> float:
+        with _autocast():
+            loss = module.loss_fn(module(batch), batch.masks)["core_loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    for _ in range(2):  # warm-up
+        step()
+    _sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        res["last_loss"] = step()
+    _sync()
+    res["steps_per_s"] = steps / (time.perf_counter() - t0)
+    if dev == "cuda":
+        res["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+    RESULTS["finetune_tiny_1024_bf16"] = res
+    print("finetune", res, flush=True)
+    _save(out)
+
+
 def encoder(out: Path, budget: float) -> None:
     from sam2_plugins.configs import get_config
     from sam2_plugins.modeling.sam2 import SAM2Model
     from tests.ref_utils import build_reference
 
-    ref = build_reference(NAME).cuda().eval()
-    ours = SAM2Model(get_config(NAME))
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    ours = ours.cuda().eval()
+    ref = build_reference(NAME, extra_overrides=_extra()).to(CFG["device"]).eval()
+    ours = _our_model(ref)
     res: Dict[str, Any] = RESULTS.setdefault("image_encoder_bf16_images_per_s", {})
-    for bs in (1, 4, 16):
+    for bs in CFG["batches"]:
         if time.time() - T0 > budget:
             break
-        x = torch.randn(bs, 3, 1024, 1024, device="cuda")
+        x = torch.randn(bs, 3, CFG["size"], CFG["size"], device=CFG["device"])
         row = {}
         for key, m in (("ours", ours), ("upstream", ref)):
-            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.inference_mode(), _autocast():
                 for _ in range(3):
                     m.forward_image(x)
                 _sync()
@@ -227,8 +305,9 @@ def encoder(out: Path, budget: float) -> None:
         res[f"batch_{bs}"] = row
         print("encoder", bs, row, flush=True)
         _save(out)
-    if "batch_1" in res and "batch_16" in res:
-        res["ours_speedup_batch16_over_batch1"] = res["batch_16"]["ours"] / res["batch_1"]["ours"]
+    last = f"batch_{CFG['batches'][-1]}"
+    if "batch_1" in res and last in res:
+        res[f"ours_speedup_{last}_over_batch_1"] = res[last]["ours"] / res["batch_1"]["ours"]
 
 
 def main() -> None:
@@ -236,8 +315,13 @@ def main() -> None:
     ap.add_argument("--out", default="out/gpu")
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--budget", type=float, default=420.0, help="seconds after which expensive parts are skipped")
-    ap.add_argument("--sections", default="syncs,encoder,video")
+    ap.add_argument("--sections", default="syncs,encoder,finetune,video")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a CPU run of every section at 256² with few frames (checks the script, not speed)")
     a = ap.parse_args()
+    if a.smoke:
+        CFG.update(device="cpu", size=256, backend="eager", objects=(1, 2), batches=(1, 2))
+        a.frames = min(a.frames, 3)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -247,7 +331,8 @@ def main() -> None:
         import torchvision  # noqa: F401
     except Exception:
         install_torchvision_shim()
-    RESULTS["env"] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0)}
+    RESULTS["env"] = {"torch": torch.__version__, "config": dict(CFG),
+                      "gpu": torch.cuda.get_device_name(0) if CFG["device"] == "cuda" else "cpu (smoke run)"}
     for sec in a.sections.split(","):
         try:
             if sec == "video":
@@ -256,6 +341,8 @@ def main() -> None:
                 encoder(out, a.budget)
             elif sec == "syncs":
                 syncs(out, a.frames)
+            elif sec == "finetune":
+                finetune(out)
         except Exception:
             RESULTS.setdefault("errors", {})[sec] = traceback.format_exc()
             print(traceback.format_exc(), flush=True)

@@ -21,12 +21,13 @@ import signal
 import struct
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import LazyMasks, _mask_files, find_annotation_root, list_sequences
+from .readers import LazyMasks, _mask_files, find_annotation_root, list_sequences, read_index_png
 from .sequence import SequenceScores, check_sequence, evaluate_sequence, merge_parts, score_part, summarize
 
 __all__ = ["evaluate_folders", "evaluate_sav_folders", "score_prediction_sequence"]
@@ -59,6 +60,39 @@ def _pair_files(gt_dir: Path, pred_dir: Path, name: str) -> Tuple[List[Path], Li
             f"{pred_dir} (it holds {n_pred} PNGs), e.g. {missing[:3]}"
         )
     return gt_files, [pred_dir / f.name for f in gt_files]
+
+
+def check_text_order(files: Sequence[Path], where: str) -> None:
+    """Refuse frame names whose text order differs from their numeric / natural order.
+
+    The official evaluators (davis2017-evaluation, SA-V's ``sav_evaluator.py``) sort frame files
+    as text: for ``4.png, 12.png`` that is ``12, 4``, not the frames' order, which changes which
+    frames are skipped as first / last and where an object first appears. Rather than follow
+    that order (wrong) or differ from the official numbers (silently), such names are refused.
+    """
+    names = [f.name for f in files]
+    text = sorted(names)
+    if names != text:
+        i = next(k for k, (a, b) in enumerate(zip(names, text)) if a != b)
+        raise ValueError(
+            f"{where}: frame names sort differently as text ({', '.join(text[max(i - 1, 0):i + 2])}, ...) and "
+            f"as numbers ({', '.join(names[max(i - 1, 0):i + 2])}, ...); the official evaluators sort them as text. "
+            "Rename the frames with zero-padded numbers (e.g. 00004.png) so both orders agree")
+
+
+class _SavMasks(LazyMasks):
+    """SA-V per-object masks: binary (at most two distinct values, as the official evaluator
+    asserts), read as ``value > 0``; a third value is an error naming the file."""
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return _SavMasks(self.paths[i], None, self._what)
+        a = read_index_png(self.paths[i], self._what)
+        vals = np.flatnonzero(np.bincount(a.ravel())) if a.dtype in (np.uint8, np.uint16) else np.unique(a)
+        if len(vals) > 2:
+            raise ValueError(f"{self._what} {self.paths[i]} holds {len(vals)} values {vals[:5].tolist()}: the SA-V "
+                             "layout has one binary mask per object and frame (0 and one other value)")
+        return (a > 0).astype(np.uint8)
 
 
 def _loaders(gt_files: List[Path], pred_files: List[Path], name: str, binary_gt: bool) -> Tuple[LazyMasks, LazyMasks]:
@@ -317,6 +351,7 @@ def evaluate_folders(
     names: List[List[str]] = []
     for s in sequences:  # listing and checking the folders is cheap: done before any decoding
         gt_files, pred_files = _pair_files(ann_root / s, pred_root / s, s)
+        check_text_order(gt_files, f"sequence {s}")
         names.append(check_sequence(gt_files, pred_files, s, [f.stem for f in gt_files], lifetime, void_mode))
         files.append((gt_files, pred_files))
 
@@ -364,19 +399,38 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, desc="evaluate", unit="frame", leave=False)
 
 
+def _sav_object_dirs(gt_vid: Path, video: str) -> List[Path]:
+    """The per-object folders of an SA-V video (names are object ids), or a clear error."""
+    entries = sorted(gt_vid.iterdir())
+    obj_dirs = [d for d in entries if d.is_dir() and not d.name.startswith(".")]
+    hint = ""
+    davis_names = ("Annotations", "JPEGImages", "ImageSets", "480p", "Full-Resolution")
+    if video in davis_names or any(d.name in ("480p", "Full-Resolution") for d in obj_dirs):
+        hint = (" This looks like a DAVIS tree: use --layout davis, or point --gt-root at the SA-V "
+                "annotation folder (e.g. sav_val/Annotations_6fps) whose sub-folders are videos")
+    elif any(e.suffix.lower() == ".png" for e in entries):
+        hint = " It holds PNG files directly (DAVIS layout, one label map per frame): use --layout davis"
+    if not obj_dirs:
+        raise ValueError(f"SA-V video folder {gt_vid} holds no per-object folders "
+                         f"(<video>/<obj:03d>/<frame>.png).{hint}")
+    bad = [d.name for d in obj_dirs if not d.name.isdigit()]
+    if bad:
+        raise ValueError(f"SA-V video folder {gt_vid}: sub-folders {bad[:3]} are not object ids "
+                         f"(expected <video>/<obj:03d>/<frame>.png).{hint}")
+    return sorted(obj_dirs, key=lambda d: (len(d.name), d.name))
+
+
 def _sav_video(gt_vid: Path, pred_vid: Path, video: str, skip: bool) -> List[SequenceScores]:
     out = []
-    obj_dirs = sorted((d for d in gt_vid.iterdir() if d.is_dir()), key=lambda d: (len(d.name), d.name))
-    if not obj_dirs:
-        raise ValueError(f"SA-V video folder {gt_vid} holds no per-object folders")
-    for d in obj_dirs:
+    for d in _sav_object_dirs(gt_vid, video):
         gt_files = _mask_files(d)
+        check_text_order(gt_files, f"{video}/{d.name}")
         pred_files = [pred_vid / d.name / f.name for f in gt_files]
         missing = [p.name for p in pred_files if not p.is_file()]
         if missing:
             raise ValueError(f"{video}/{d.name}: no prediction for {len(missing)} annotated frames, e.g. {missing[:3]}")
-        gt = LazyMasks(gt_files, _binary_pred, what=f"GT mask of {video}/{d.name}")
-        pred = LazyMasks(pred_files, _binary_pred, what=f"predicted mask of {video}/{d.name}")
+        gt = _SavMasks(gt_files, None, what=f"GT mask of {video}/{d.name}")
+        pred = _SavMasks(pred_files, None, what=f"predicted mask of {video}/{d.name}")
         sc = evaluate_sequence(gt, pred, name=f"{video}_{d.name}", frame_names=gt.names, skip_first_last=skip,
                                lifetime="first_appearance", void_label=None)
         # one binary object per folder: report it under the folder's id
@@ -386,6 +440,8 @@ def _sav_video(gt_vid: Path, pred_vid: Path, video: str, skip: bool) -> List[Seq
             sc.F = {int(d.name): sc.F[1]}
             sc.frames = {int(d.name): sc.frames[1]}
             sc.object_ids = [int(d.name)]
+        else:  # no GT pixel on any scored frame: nothing to score (the official tool crashes here)
+            sc.dropped = [int(d.name)]
         out.append(sc)
     return out
 
@@ -400,8 +456,12 @@ def evaluate_sav_folders(
 ) -> Dict[str, Any]:
     """SA-V layout (as ``sav_evaluator.py``): ``<root>/<video>/<obj:03d>/<frame>.png`` binary
     masks, possibly overlapping. Each object is scored on its own annotated frames (its first
-    and last skipped) from the first frame where it appears in GT or prediction; an object
-    never present in its GT frames is not reported. Per-object keys are
+    and last skipped) from the first frame where it appears in GT or prediction. An object
+    with no GT pixel on any scored frame cannot be scored (the official tool stops with an
+    assertion there): it is left out of the means, listed under ``"dropped_objects"`` and
+    warned about. Frame names must sort the same as text and as numbers (see
+    :func:`check_text_order`); a mask with more than two values is an error, as in the
+    official tool. Per-object keys are
     ``"<video>_<obj id>"``; Recall/Decay are computed as for DAVIS. Videos are shared out
     between ``workers`` processes (default: one per CPU)."""
     gt_root, pred_root = Path(gt_root), Path(pred_root)
@@ -411,6 +471,13 @@ def evaluate_sav_folders(
     if videos is None:
         videos = sorted(d.name for d in gt_root.iterdir() if d.is_dir())
     videos = list(videos)
+    if not videos:
+        raise ValueError(f"no video folders under {gt_root} (expected <video>/<obj:03d>/<frame>.png)")
+    missing = [v for v in videos if not (gt_root / v).is_dir()]
+    if missing:
+        raise ValueError(f"videos not found in the GT ({gt_root}): {missing}")
+    for v in videos:  # the layout is checked before any mask is decoded
+        _sav_object_dirs(gt_root / v, v)
     missing = [v for v in videos if not (pred_root / v).is_dir()]
     if missing:
         raise ValueError(f"no prediction folder in {pred_root} for videos: {missing}")
@@ -430,7 +497,12 @@ def evaluate_sav_folders(
             for k in sc.object_ids:
                 seq.object_ids.append(k)
                 seq.J[k], seq.F[k], seq.frames[k] = sc.J[k], sc.F[k], sc.frames[k]
+            seq.dropped += sc.dropped
         merged.append(seq)
     out = summarize(merged)
     out["sequences"] = videos
+    if out["dropped_objects"]:
+        warnings.warn(f"{len(out['dropped_objects'])} SA-V object(s) have no GT pixel on any scored frame and are "
+                      f"not scored (listed under 'dropped_objects'): {out['dropped_objects'][:5]}", UserWarning,
+                      stacklevel=2)
     return out

@@ -43,6 +43,7 @@ __all__ = [
 
 PathLike = Union[str, Path]
 _INDEX_MODES = ("P", "L", "1", "I", "I;16", "I;16B", "I;16L")
+_RESOLUTIONS = ("480p", "720p", "1080p", "Full-Resolution")
 
 DAVIS_PALETTE = np.zeros((256, 3), np.uint8)
 for _i in range(256):  # the standard PASCAL/DAVIS colour map (bit interleaving of the id)
@@ -211,10 +212,17 @@ def find_annotation_root(root: PathLike, resolution: str = "480p") -> Path:
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"dataset root {root} does not exist or is not a directory")
-    for cand in (root / "Annotations" / resolution, root / "Annotations", root):
-        if cand.is_dir() and any(p.is_dir() for p in cand.iterdir()):
-            return cand
-    raise ValueError(f"no sequence folders under {root} (expected Annotations/{resolution}/<seq>/*.png)")
+    # the most specific folder that exists decides: an empty Annotations/480p is an error, not
+    # a reason to take "480p" itself for a sequence one level up
+    cand = next(c for c in (root / "Annotations" / resolution, root / "Annotations", root) if c.is_dir())
+    subs = [p.name for p in cand.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if not subs:
+        raise ValueError(f"no sequence folders in {cand} (expected Annotations/{resolution}/<seq>/*.png)")
+    res_like = [n for n in subs if n in _RESOLUTIONS]
+    if res_like:
+        raise ValueError(f"{cand} holds resolution folders {res_like}, not sequences: pass the matching "
+                         f"resolution (got {resolution!r}) or point at Annotations/<resolution>")
+    return cand
 
 
 def list_sequences(ann_root: Path, image_sets: Optional[Path] = None) -> List[str]:

@@ -55,6 +55,8 @@ class SequenceScores:
     J: Dict[int, np.ndarray] = field(default_factory=dict)
     F: Dict[int, np.ndarray] = field(default_factory=dict)
     radius: int = 0
+    dropped: List[int] = field(default_factory=list)
+    """Objects that exist (a folder, an id) but have no scored GT frame: not in the means."""
 
     def key(self, obj_id: int) -> str:
         return f"{self.name}_{obj_id}"
@@ -271,7 +273,9 @@ def summarize(
     Returns:
         ``{"J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay",
         "per_object": {"<seq>_<k>": {"J-Mean", "F-Mean"}}, "per_sequence": {...},
-        "n_objects", "n_sequences", "n_scored_object_frames"}`` plus ``"per_frame"`` when asked.
+        "n_objects", "n_sequences", "n_scored_object_frames", "dropped_objects"}`` plus
+        ``"per_frame"`` when asked. ``dropped_objects``: keys of objects that could not be scored
+        (:attr:`SequenceScores.dropped`).
     """
     stats: Dict[str, List[float]] = {k: [] for k in ("JM", "JR", "JD", "FM", "FR", "FD")}
     per_object: Dict[str, Dict[str, Optional[float]]] = {}
@@ -321,6 +325,7 @@ def summarize(
         "n_objects": len(per_object),
         "n_sequences": len(sequences),
         "n_scored_object_frames": n_frames,
+        "dropped_objects": [seq.key(k) for seq in sequences for k in seq.dropped],
     }
     if per_frame:
         out["per_frame"] = frames_out

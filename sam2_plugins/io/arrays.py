@@ -54,6 +54,9 @@ class ArraySource(FrameSource):
         if self.height == 0 or self.width == 0:
             raise ValueError(f"{name}: frames of size {self.height}x{self.width} are empty")
         self.dtype = getattr(array, "dtype", None)
+        if type(array) is np.ndarray and array.dtype.kind in "fc":  # in memory: check every frame now
+            for i in range(self.num_frames):
+                _as_frame(self._read(i), i, name)
 
     def describe(self) -> str:
         return self._name
@@ -77,6 +80,8 @@ class SequenceSource(FrameSource):
         first = _as_frame(frames[0], 0, name)
         self.height, self.width = first.shape[:2]
         self.dtype = first.dtype
+        for i in range(1, len(frames)):  # frames in memory: sizes and values are checked up front
+            self._check_size(_as_frame(frames[i], i, name), i)
 
     def describe(self) -> str:
         return self._name

@@ -146,4 +146,7 @@ def _as_frame(obj: Any, idx: int, where: str) -> np.ndarray:
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"frame {idx} of {where} is empty (shape {arr.shape})")
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        # NaN pixels would reach the model and make every mask "no object" (-1024) without a word
+        raise ValueError(f"frame {idx} of {where} holds NaN or infinite values")
     return arr

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, List, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .base import FrameSource
+from .base import FrameSizeError, FrameSource
 
 __all__ = ["ImageFolderSource", "ImageFilesSource", "IMAGE_EXTENSIONS", "sort_frame_files"]
 
@@ -32,22 +32,26 @@ def sort_frame_files(paths: Sequence[Path]) -> List[Path]:
     return sorted(paths, key=lambda p: _natural_key(p.name))
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _what(path: Path, idx: Optional[int]) -> str:
+    return f"image {path}" if idx is None else f"frame {idx} ({path})"
+
+
+def _read_image(path: Path, idx: Optional[int] = None) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
             # raw values: palette PNGs give indices, 16-bit PNGs give uint16 / int32
             return np.asarray(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"could not read image {path}: corrupted or unsupported file ({e})") from e
+        raise ValueError(f"could not read {_what(path, idx)}: corrupted, truncated or unsupported file ({e})") from e
 
 
-def _image_size(path: Path) -> "tuple[int, int]":
+def _image_size(path: Path, idx: Optional[int] = None) -> "tuple[int, int]":
     try:
         with Image.open(path) as im:  # reads the header only
             return im.size[1], im.size[0]
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"could not read image {path}: corrupted or unsupported file ({e})") from e
+        raise ValueError(f"could not read {_what(path, idx)}: corrupted or unsupported file ({e})") from e
 
 
 class ImageFilesSource(FrameSource):
@@ -63,7 +67,16 @@ class ImageFilesSource(FrameSource):
         self._name = name
         self.num_frames = len(self._paths)
         self.frame_names = [p.stem for p in self._paths]
-        self.height, self.width = _image_size(self._paths[0])
+        # every header now (a few microseconds each, no decoding): a file of another size or
+        # one that is not an image is refused before any frame is tracked
+        sizes = [_image_size(p, i) for i, p in enumerate(self._paths)]
+        self.height, self.width = sizes[0]
+        odd = next((i for i, hw in enumerate(sizes) if hw != sizes[0]), None)
+        if odd is not None:
+            raise FrameSizeError(
+                f"{name}: frame {odd} ({self._paths[odd].name}) is {sizes[odd][0]}x{sizes[odd][1]} (HxW) but "
+                f"frame 0 ({self._paths[0].name}) is {self.height}x{self.width}; all frames of a video must "
+                "have the same size")
 
     @property
     def paths(self) -> List[Path]:
@@ -74,7 +87,7 @@ class ImageFilesSource(FrameSource):
         return self._name
 
     def _read(self, idx: int) -> np.ndarray:
-        return _read_image(self._paths[idx])
+        return _read_image(self._paths[idx], idx)
 
 
 class ImageFolderSource(ImageFilesSource):

@@ -10,6 +10,7 @@ Not thread-safe: use one source per thread.
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
@@ -72,9 +73,16 @@ class VideoFileSource(FrameSource):
         self._next = 0
         first = self._decode_until(0)
         self.height, self.width = first.shape[:2]
-        if n <= 0:
-            self._build_index()
-            n = len(self._pts or [])
+        # count the frames in the stream now (demuxing reads packets without decoding them): a
+        # truncated file whose header promises more frames is reported before any tracking
+        self._build_index()
+        found = len(self._pts or [])
+        if n > 0 and found and found != n:
+            warnings.warn(
+                f"video {self._path}: the header says {n} frames but the stream holds {found}"
+                + ("; the file is probably truncated (the last frames may not decode)" if found < n else "")
+                + f"; using {found} frames", UserWarning, stacklevel=3)
+        n = found or n
         self.num_frames = n
         if n == 0:
             raise ValueError(f"video {self._path} has no frames")
@@ -162,9 +170,10 @@ class VideoFileSource(FrameSource):
                 frame = next(self._frames)  # type: ignore[arg-type]
             except StopIteration:
                 self._frames = None
-                raise IndexError(
-                    f"video {self._path} ended before frame {idx} (decoded up to frame "
-                    f"{(self._next or 0) - 1}); the file may be truncated"
+                raise ValueError(
+                    f"could not decode frame {idx} of video {self._path}: the stream ended after frame "
+                    f"{(self._next or 0) - 1}" + (f" although {self.num_frames} frames were counted"
+                                                  if self.num_frames else "") + "; the file may be truncated"
                 ) from None
             except av.error.FFmpegError as e:
                 self._frames = None

@@ -148,8 +148,54 @@ def test_resolve_download_uses_cache_env(server: _Server, tmp_path: Path, monkey
     assert len(server.requests) == n  # served from the cache
 
 
+def _registry_on_server(server: _Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                        size: int = len(PAYLOAD), sha: str = hashlib.sha256(PAYLOAD).hexdigest()) -> None:
+    monkeypatch.setenv("SAM2_PLUGINS_CACHE", str(tmp_path / "cache"))
+    info = ck.REGISTRY["sam2.1_hiera_tiny"]
+    monkeypatch.setitem(ck.REGISTRY, "sam2.1_hiera_tiny",
+                        ck.CheckpointInfo(info.name, (server.url + "/model.pt",), info.filename, size, sha))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "same_size_other_bytes"])
+def test_cached_file_that_does_not_match_is_moved_aside_and_downloaded_again(
+        server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    _registry_on_server(server, monkeypatch, tmp_path)
+    path = ck.resolve_checkpoint("sam2.1_hiera_tiny", "download", progress=False)
+    assert path.read_bytes() == PAYLOAD and len(server.requests) == 1
+    bad = PAYLOAD[:1000] if damage == "truncated" else bytes(len(PAYLOAD))
+    path.write_bytes(bad)
+    with pytest.warns(UserWarning, match="is not the official sam2.1_hiera_tiny file .*downloaded again"):
+        again = ck.resolve_checkpoint("sam2.1_hiera_tiny", "download", progress=False)
+    assert again == path and path.read_bytes() == PAYLOAD and len(server.requests) == 2
+    aside = list(path.parent.glob("sam2.1_hiera_tiny.pt.mismatch-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == bad  # kept, not deleted
+
+
+def test_cached_file_is_hashed_once_then_only_size_checked(
+        server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _registry_on_server(server, monkeypatch, tmp_path)
+    ck.resolve_checkpoint("sam2.1_hiera_tiny", "download", progress=False)
+    calls = []
+    real = ck._sha256
+    monkeypatch.setattr(ck, "_sha256", lambda p: calls.append(p) or real(p))
+    for _ in range(3):
+        ck.resolve_checkpoint("sam2.1_hiera_tiny", "download", progress=False)
+    assert len(calls) == 1 and len(server.requests) == 1  # first use hashed it; later uses trust the stamp
+
+
+def test_download_that_disagrees_with_the_registry_size_is_refused(
+        server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _registry_on_server(server, monkeypatch, tmp_path, size=len(PAYLOAD) + 1)
+    with pytest.raises(CheckpointError, match=f"size mismatch: expected {len(PAYLOAD) + 1} bytes"):
+        ck.resolve_checkpoint("sam2.1_hiera_tiny", "download", progress=False)
+    assert not (tmp_path / "cache" / "sam2.1_hiera_tiny.pt").exists()
+
+
 def test_registry_covers_all_official_models() -> None:
     assert len(ck.REGISTRY) == 8
+    for info in ck.REGISTRY.values():  # sizes and digests of every official file are recorded
+        assert info.size is not None and 1.5e8 < info.size < 9e8, info
+        assert info.sha256 is not None and len(info.sha256) == 64 and int(info.sha256, 16) >= 0, info
     info = ck.REGISTRY["sam2.1_hiera_base_plus"]
     assert info.urls[0].endswith("/092824/sam2.1_hiera_base_plus.pt")
     assert "facebook/sam2.1-hiera-base-plus" in info.urls[1]
@@ -189,8 +235,11 @@ def test_truncated_and_empty_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="empty"):
         load_state_dict_file(tmp_path / "empty.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"junk.pt is not a checkpoint: it is a text file \(it starts with 'not"):
         load_state_dict_file(tmp_path / "junk.pt")
+    (tmp_path / "bin.pt").write_bytes(bytes(range(7, 40)))
+    with pytest.raises(CheckpointError, match="unknown binary format"):
+        load_state_dict_file(tmp_path / "bin.pt")
     # bytes that make torch's weights-only unpickler fail with an IndexError
     (tmp_path / "stop.pt").write_bytes(b"\x80\x02.")
     with pytest.raises(CheckpointError, match="not a checkpoint torch can read"):

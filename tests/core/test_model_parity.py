@@ -32,6 +32,10 @@ PARAM_COUNTS = {
 SLOW = {"sam2.1_hiera_large", "sam2_hiera_large"}
 TOL = 1e-4
 TOL_TRACKED = 1e-3
+# The README's image-path figures, asserted here (measured on CPU, fp32, 1024²: FPN features
+# 3.6e-6, SAM-head outputs 2.4e-6; about 2x headroom for other CPUs' summation order).
+TOL_FPN = 1e-5
+TOL_HEADS = 5e-6
 TRACK_SIZE = 256  # input side of the CI tracking parity run
 
 
@@ -123,12 +127,12 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 def test_forward_image(pair: Dict[str, Any]) -> None:
     up, ours = pair["up_bb"], pair["our_bb"]
-    assert _maxdiff(up["vision_features"], ours["vision_features"]) <= TOL
+    assert _maxdiff(up["vision_features"], ours["vision_features"]) <= TOL_FPN
     assert len(up["backbone_fpn"]) == len(ours["backbone_fpn"]) == 3
     for a, b in zip(up["backbone_fpn"], ours["backbone_fpn"]):
-        assert _maxdiff(a, b) <= TOL
+        assert _maxdiff(a, b) <= TOL_FPN
     for a, b in zip(up["vision_pos_enc"], ours["vision_pos_enc"]):
-        assert _maxdiff(a, b) <= TOL
+        assert _maxdiff(a, b) <= TOL_FPN
 
 
 def _prompts(kind: str) -> Dict[str, Any]:
@@ -193,9 +197,9 @@ def test_sam_heads(pair: Dict[str, Any], kind: str) -> None:
     names = ["low_res_multimasks", "high_res_multimasks", "ious", "low_res_masks",
              "high_res_masks", "obj_ptr", "object_score_logits"]
     for n, a, b in zip(names, up_heads, our_heads):
-        assert _maxdiff(a, b) <= TOL, n
+        assert _maxdiff(a, b) <= TOL_HEADS, n
     for n, a, b in zip(["sparse", "dense", "masks", "iou", "sam_tokens", "obj_score"], up_dec, our_dec):
-        assert _maxdiff(a, b) <= TOL, n
+        assert _maxdiff(a, b) <= TOL_HEADS, n
     if absent:
         assert (our_heads[0] == -1024).all() and (our_heads[6] <= 0).all()
     else:

@@ -19,8 +19,6 @@ SEGMENT_MARGIN = 0.10
 #: Synthetic video, box prompt on a middle frame tracked both ways (the card: GT mask on the
 #: first frame, forward): a weaker prompt, hence a wider margin.
 TRACK_MARGIN = 0.15
-#: DAVIS car-shadow: a real video, outside the synthetic training domain of the demo model.
-DAVIS_MARGIN = 0.25
 
 
 def card_score(metric: str) -> float:

@@ -85,3 +85,36 @@ def test_evaluate_bad_input(media_dir):
     assert "method must be one of" in _error(EVAL, ds.view(), pred_field="boxes",
                                              gt_field="ground_truth", method="dice")
     assert "iou_miou" not in ds.get_field_schema()
+
+
+@pytest.mark.parametrize("media,door", [("video", "operator"), ("image", "operator"), ("video", "api")])
+def test_views_made_before_the_evaluation_still_load(media_dir, media, door):
+    """The App runs sam2_evaluate through the executor, which reloads the dataset first; views
+    the user made and used before must still load their samples afterwards, new fields included
+    (they raised FieldDoesNotExist('<key>_JF'), even after reload())."""
+    import fiftyone_sam2 as fs2
+
+    if media == "video":
+        ds, gts = _data.video_dataset(media_dir, num_frames=5, objects=2, videos=2, seed=7)
+        _shifted_predictions(ds, gts, dx=[1, 3])
+        params = dict(pred_field="frames.pred", gt_field="frames.gt", method="jf")
+    else:
+        ds = _data.image_dataset(media_dir, n=2, objects=2)
+        params = dict(pred_field="boxes", gt_field="ground_truth", method="miou")
+    before = [ds.view(), ds.limit(1), ds.exclude_fields([]), ds.select_fields()]
+    for v in before:  # used once before, as a user browsing them would
+        assert list(v.iter_samples())
+    if door == "operator":
+        res = _run(EVAL, ds.view(), eval_key="early", worst=1, **params)
+        assert res.error is None, res.error
+    else:
+        fs2.evaluate(ds.view(), eval_key="early", **params)
+    key = "early_JF" if media == "video" else "early_miou"
+    for v in before[:3]:
+        samples = list(v.iter_samples())
+        assert len(samples) == v.count() and all(s[key] is not None for s in samples)
+        if media == "video":
+            assert all(list(s.frames.values())[1]["early_J"] is not None for s in samples)
+    assert len(list(before[3].iter_samples())) == 2  # a view without the new fields loads too
+    ds.reload()
+    assert len(list(before[0].iter_samples())) == 2

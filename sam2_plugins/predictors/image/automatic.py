@@ -22,12 +22,15 @@ Each record: ``segmentation`` (bool ``HxW`` array, or an RLE dict), ``area`` (in
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ...rle import encode_coco_rle, masks_to_rle_torch, rle_area, rle_to_mask
+from .amg_stats import AMGStats
 from .amg_utils import (MaskData, batch_iterator, batched_mask_to_box, batched_nms, box_area,
                         box_xyxy_to_xywh, build_all_layer_point_grids, calculate_stability_score,
                         generate_crop_boxes, is_box_near_crop_edge, uncrop_boxes_xyxy, uncrop_masks,
@@ -83,6 +86,17 @@ class SAM2AutomaticMaskGenerator:
             raise ValueError(f"crop_n_layers must be >= 0, got {crop_n_layers}")
         if points_per_batch <= 0:
             raise ValueError(f"points_per_batch must be positive, got {points_per_batch}")
+        for name, val in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh),
+                          ("box_nms_thresh", box_nms_thresh), ("crop_nms_thresh", crop_nms_thresh)):
+            if isinstance(val, bool) or not isinstance(val, (int, float, np.floating, np.integer)) or math.isnan(val):
+                raise ValueError(f"{name} must be a number, got {val!r}")
+        if stability_score_thresh > 1.0:
+            raise ValueError(f"stability_score_thresh must be <= 1 (a stability score is an IoU), got "
+                             f"{stability_score_thresh}: every mask would be filtered out")
+        if pred_iou_thresh >= 1.0:
+            warnings.warn(f"pred_iou_thresh={pred_iou_thresh} is >= 1: predicted IoUs rarely exceed 1, so almost "
+                          "every mask will be filtered out (see generator.last_stats after generate())",
+                          UserWarning, stacklevel=2)
         if points_per_side is not None:
             if int(points_per_side) <= 0:
                 raise ValueError(f"points_per_side must be positive, got {points_per_side}")
@@ -110,6 +124,8 @@ class SAM2AutomaticMaskGenerator:
         self.output_mode = output_mode
         self.use_m2m = use_m2m
         self.multimask_output = multimask_output
+        self.last_stats = AMGStats()
+        """What the last :meth:`generate` call's filters removed (see :class:`AMGStats`)."""
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs: Any) -> "SAM2AutomaticMaskGenerator":
@@ -130,10 +146,20 @@ class SAM2AutomaticMaskGenerator:
     # ------------------------------------------------------------------ public
     @torch.inference_mode()
     def generate(self, image: Any) -> List[Dict[str, Any]]:
-        """All masks of ``image`` (``HxW`` / ``HxWxC`` array or tensor, or PIL) as records."""
+        """All masks of ``image`` (``HxW`` / ``HxWxC`` array or tensor, or PIL) as records.
+
+        :attr:`last_stats` then says how many candidates each filter removed; an empty result
+        also warns with that explanation (e.g. "0 masks: all 3072 candidates fell below
+        pred_iou_thresh ...").
+        """
         rgb = to_rgb_float(image, self.predictor.normalize)
+        self.last_stats = AMGStats(pred_iou_thresh=float(self.pred_iou_thresh),
+                                   stability_score_thresh=float(self.stability_score_thresh))
         data = self._generate_masks(rgb)
         rles = data["rles"]
+        self.last_stats.kept = len(rles)
+        if not rles:
+            warnings.warn(f"automatic mask generator: {self.last_stats.explain()}", UserWarning, stacklevel=3)
         if self.output_mode == "coco_rle":
             segs: List[Any] = [encode_coco_rle(r) for r in rles]
         elif self.output_mode == "binary_mask":
@@ -165,6 +191,7 @@ class SAM2AutomaticMaskGenerator:
             scores = (1 / box_area(data["crop_boxes"])).to(data["boxes"].device)
             keep = batched_nms(data["boxes"].float(), scores, torch.zeros_like(data["boxes"][:, 0]),
                                self.crop_nms_thresh)
+            self.last_stats.crop_nms += len(data["rles"]) - len(keep)
             data.filter(keep)
         if "rles" not in data:
             data = MaskData(rles=[], boxes=torch.zeros(0, 4), iou_preds=torch.zeros(0), points=torch.zeros(0, 2),
@@ -188,6 +215,7 @@ class SAM2AutomaticMaskGenerator:
             return MaskData()
         keep = batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros_like(data["boxes"][:, 0]),
                            self.box_nms_thresh)
+        self.last_stats.box_nms += len(data["rles"]) - len(keep)
         data.filter(keep)
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
@@ -203,12 +231,22 @@ class SAM2AutomaticMaskGenerator:
         return out * s
 
     def _filter(self, data: MaskData) -> None:
+        st = self.last_stats
+        n = len(data["iou_preds"])
+        st.candidates += n
+        if n:
+            st.see("max_pred_iou", float(data["iou_preds"].max()))
         if self.pred_iou_thresh > 0.0:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
+        st.pred_iou += n - len(data["iou_preds"])
+        n = len(data["iou_preds"])
         data["stability_score"] = calculate_stability_score(data["masks"], self.mask_threshold,
                                                             self.stability_score_offset)
+        if n:
+            st.see("max_stability", float(data["stability_score"].max()))
         if self.stability_score_thresh > 0.0:
             data.filter(data["stability_score"] >= self.stability_score_thresh)
+        st.stability += n - len(data["iou_preds"])
 
     def _process_batch(self, points: np.ndarray, crop_hw: Tuple[int, int], crop_box: List[int],
                        orig_size: Tuple[int, int]) -> MaskData:
@@ -235,6 +273,7 @@ class SAM2AutomaticMaskGenerator:
         data["boxes"] = batched_mask_to_box(data["masks"])
         keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
         if not torch.all(keep):
+            self.last_stats.crop_edge += int((~keep).sum())
             data.filter(keep)
         data["masks"] = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
         data["rles"] = masks_to_rle_torch(data["masks"])

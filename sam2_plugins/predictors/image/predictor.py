@@ -23,7 +23,6 @@ Coordinates: points ``(x, y)`` and boxes ``(x0, y0, x1, y1)`` in pixels of the o
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -32,28 +31,14 @@ import torch.nn.functional as F
 
 from ...device import autocast_context
 from ...upstream_compat import HF_MODEL_IDS
+from .. import prompts
 from .postprocess import remove_small_regions_in_logits
 from .preprocess import image_hw, prepare_image_tensor, to_rgb_float
 
 __all__ = ["SAM2ImagePredictor", "HF_MODEL_IDS"]
 
-_VALID_LABELS = (-1, 0, 1, 2, 3)
-
-
-def _as_float_array(x: Any, what: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        t = x.detach().float().cpu()
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{what} must be array-like numbers, got {type(x).__name__}") from exc
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"{what} must hold numbers, got dtype {arr.dtype}")
-        t = torch.from_numpy(arr.astype(np.float32))
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{what} holds NaN or infinite values")
-    return t
+_VALID_LABELS = prompts.VALID_LABELS
+_as_float_array = prompts.as_coords  # numbers only, finite (shared with the video predictor)
 
 
 class SAM2ImagePredictor:
@@ -201,16 +186,12 @@ class SAM2ImagePredictor:
             if point_labels is None:
                 raise ValueError("point_labels must be supplied if point_coords is supplied")
             coords = _as_float_array(point_coords, "point_coords")
-            labels_f = _as_float_array(point_labels, "point_labels")
+            labels = prompts.as_labels(point_labels, "point_labels")
             if coords.dim() not in (2, 3) or coords.shape[-1] != 2:
                 raise ValueError(f"point_coords must have shape (N, 2) or (B, N, 2), got {tuple(coords.shape)}")
-            if tuple(labels_f.shape) != tuple(coords.shape[:-1]):
+            if tuple(labels.shape) != tuple(coords.shape[:-1]):
                 raise ValueError(f"point_labels must have shape {tuple(coords.shape[:-1])} to match point_coords "
-                                 f"{tuple(coords.shape)}, got {tuple(labels_f.shape)}")
-            if (labels_f != labels_f.round()).any() or not all(int(v) in _VALID_LABELS for v in labels_f.unique().tolist()):
-                raise ValueError(f"point_labels must be integers in {_VALID_LABELS} (1 foreground, 0 background), "
-                                 f"got values {sorted(set(labels_f.unique().tolist()))}")
-            labels = labels_f.to(torch.int32)
+                                 f"{tuple(coords.shape)}, got {tuple(labels.shape)}")
             if coords.dim() == 2:
                 coords, labels = coords[None], labels[None]
             if coords.shape[1] == 0:
@@ -222,7 +203,7 @@ class SAM2ImagePredictor:
             b = _as_float_array(box, "box")
             if b.shape[-1:] != (4,) or b.dim() not in (1, 2):
                 raise ValueError(f"box must have shape (4,) or (B, 4) in XYXY format, got {tuple(b.shape)}")
-            b = b.reshape(-1, 2, 2)
+            b = prompts.check_boxes(b.reshape(-1, 4)).reshape(-1, 2, 2)
             if b.shape[0] > 0:
                 self._warn_outside(b, normalize_coords, h, w, "box")
                 boxes = self._to_model_coords(b, normalize_coords, h, w, s)
@@ -253,10 +234,7 @@ class SAM2ImagePredictor:
 
     @staticmethod
     def _warn_outside(c: torch.Tensor, normalize: bool, h: int, w: int, what: str) -> None:
-        lim = torch.tensor([w, h] if normalize else [1.0, 1.0])
-        if (c < 0).any() or (c > lim).any():
-            unit = f"image of {w}x{h} (W x H) pixels" if normalize else "[0, 1] (normalize_coords=False)"
-            warnings.warn(f"{what} lie partly outside the {unit}; SAM will still use them", UserWarning, stacklevel=5)
+        prompts.warn_outside(c, w, h, not normalize, what, stacklevel=6)
 
     # ------------------------------------------------------------------ prediction
     @torch.inference_mode()

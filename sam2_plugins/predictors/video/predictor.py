@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ...modeling.rules import apply_non_overlapping_constraints
+from ..prompts import check_obj_id
 from .bank import MemoryBank
 from .frames import FrameFeatures, FrameFeed
 from .outputs import to_video_res
@@ -189,9 +190,8 @@ class SAM2VideoPredictor:
     def _obj(self, state: VideoState, obj_id: Any) -> ObjectState:
         """The object's state, created on first use (objects may be added at any time)."""
         _check_state(state)
+        check_obj_id(obj_id, state.objects)  # also for known ids: True == 1 would match object 1
         if obj_id not in state.objects:
-            if not isinstance(obj_id, (int, np.integer, str)):
-                raise TypeError(f"obj_id must be an int or str, got {type(obj_id).__name__}")
             state.objects[obj_id] = ObjectState(obj_id=obj_id,
                                                 bank=MemoryBank(pos_enc=state.constants.get("maskmem_pos_enc")))
         return state.objects[obj_id]
@@ -215,7 +215,8 @@ class SAM2VideoPredictor:
         state = inference_state
         _check_state(state)
         frame_idx = state.check_frame(frame_idx)
-        coords, labs = parse_point_prompt(points, labels, box, clear_old_points)
+        coords, labs = parse_point_prompt(points, labels, box, clear_old_points, normalized=not normalize_coords,
+                                          frame_size=(state.video_width, state.video_height))
         if normalize_coords:
             coords = coords / torch.tensor([state.video_width, state.video_height], dtype=torch.float32)
         coords = (coords * self.image_size).to(state.device)
@@ -355,7 +356,10 @@ class SAM2VideoPredictor:
         Args:
             start_frame_idx: first frame (default: the earliest prompted frame).
             max_frame_num_to_track: frames to track after the start (default: all).
-            reverse: track towards frame 0 (upstream argument).
+            reverse: track towards frame 0 (upstream argument). As upstream, a reverse pass
+                that starts at frame 0 (``start_frame_idx=0``, or the earliest prompt is on
+                frame 0) yields **nothing**, not even frame 0: there is nothing before it to
+                track. Read frame 0's result from a forward pass (or ``direction="both"``).
             direction: ``"forward"``, ``"backward"`` or ``"both"`` (overrides ``reverse``).
                 ``"both"`` is upstream's usual forward-then-reverse workflow in one call: a
                 forward pass from the start to the end, then a backward pass from the start

@@ -31,6 +31,7 @@ from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping,
 import numpy as np
 import torch
 
+from ..prompts import check_obj_id
 from .bank import MemoryBank
 from .frames import FrameFeed
 from .quality import FrameQuality, QualityTracker
@@ -166,6 +167,8 @@ class VideoSession:
             arr = arr[..., 0]
         if arr.ndim not in (2, 3) or arr.size == 0 or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
             raise ValueError(f"frame must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}")
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise ValueError(f"frame {self.frame_idx + 1} holds NaN or infinite values")
         if self.height is None:
             self.height, self.width = int(arr.shape[0]), int(arr.shape[1])
             self._feed = FrameFeed(lambda i: self._raw, None, self.height, self.width,
@@ -203,7 +206,8 @@ class VideoSession:
         """Clicks (XY pixels of the frame; labels 1 positive / 0 negative) and/or a box (XYXY)
         for one object on the current frame. Returns that object's (1, 1, H, W) mask logits."""
         f = self._need_frame(frame_idx)
-        coords, labs = parse_point_prompt(points, labels, box, clear_old_points)
+        coords, labs = parse_point_prompt(points, labels, box, clear_old_points, normalized=not normalize_coords,
+                                          frame_size=(self.width, self.height))
         if normalize_coords:
             coords = coords / torch.tensor([self.width, self.height], dtype=torch.float32)
         coords = (coords * int(self.model.image_size)).to(self.device)
@@ -229,9 +233,8 @@ class VideoSession:
         return self._prompt(obj, None, m)
 
     def _object(self, obj_id: Any) -> ObjectState:
+        check_obj_id(obj_id, self.objects)  # also for known ids: True == 1 would match object 1
         if obj_id not in self.objects:
-            if not isinstance(obj_id, (int, np.integer, str)):
-                raise TypeError(f"obj_id must be an int or str, got {type(obj_id).__name__}")
             self.objects[obj_id] = ObjectState(obj_id=obj_id, bank=MemoryBank(pos_enc=self._pos_enc))
         return self.objects[obj_id]
 

@@ -23,6 +23,7 @@ from ...modeling.rules import NO_OBJ_SCORE
 from .bank import MemoryBank
 from .entry import FrameOutput, PointInputs
 from .frames import FrameFeed
+from .. import prompts
 
 __all__ = ["NO_OBJ_SCORE", "PointInputs", "FrameOutput", "ObjectState", "VideoState", "parse_point_prompt",
            "prepare_mask_prompt"]
@@ -135,18 +136,16 @@ class VideoState:
         return list(self._DICT_KEYS)
 
 
-def _as_float_tensor(x: Any, what: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu()
-    try:
-        return torch.as_tensor(np.asarray(x, dtype=np.float32))
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{what} must be array-like numbers, got {type(x).__name__}") from e
+def parse_point_prompt(points: Any, labels: Any, box: Any, clear_old_points: bool, *,
+                       frame_size: Optional[Tuple[float, float]] = None, normalized: bool = False
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Validate clicks and box -> ((1, N, 2) float32 coords, (1, N) int32 labels).
 
-
-def parse_point_prompt(points: Any, labels: Any, box: Any, clear_old_points: bool
-                  ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Validate clicks and box -> ((1, N, 2) float32 coords, (1, N) int32 labels)."""
+    The rules are :mod:`sam2_plugins.predictors.prompts`' (shared with the image predictor):
+    integer labels in (-1, 0, 1, 2, 3), finite coordinates, a box with flipped corners reordered
+    with a warning. With ``frame_size=(W, H)``, points / boxes outside the frame warn
+    (``normalized``: coordinates are in [0, 1]).
+    """
     if (points is None) != (labels is None):
         raise ValueError("points and labels must be provided together")
     if points is None and box is None:
@@ -154,8 +153,8 @@ def parse_point_prompt(points: Any, labels: Any, box: Any, clear_old_points: boo
     if points is None:
         coords, labs = torch.zeros(1, 0, 2), torch.zeros(1, 0, dtype=torch.int32)
     else:
-        coords = _as_float_tensor(points, "points")
-        labs = labels.detach().cpu() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+        coords = prompts.as_coords(points, "points")
+        labs = prompts.as_labels(labels, "labels")
         if coords.dim() == 2:
             coords = coords[None]
         if labs.dim() == 1:
@@ -165,19 +164,21 @@ def parse_point_prompt(points: Any, labels: Any, box: Any, clear_old_points: boo
         if labs.dim() != 2 or labs.shape != coords.shape[:2]:
             raise ValueError(f"labels must be (N,) matching points {tuple(coords.shape[1:2])}, "
                              f"got shape {tuple(labs.shape)}")
-        labs = labs.to(torch.int32)
         if coords.shape[1] == 0 and box is None:
             raise ValueError("points is empty and no box was given: a prompt needs at least one "
                              "point or a box")
-        if not torch.isfinite(coords).all():
-            raise ValueError("points contain NaN or infinite coordinates")
+        if frame_size is not None:
+            prompts.warn_outside(coords, frame_size[0], frame_size[1], normalized, "points", stacklevel=5)
     if box is not None:
         if not clear_old_points:
             raise ValueError("cannot add box without clearing old points, since box prompt must be "
                              "provided before any point prompt (please use clear_old_points=True instead)")
-        b = _as_float_tensor(box, "box")
+        b = prompts.as_coords(box, "box")
         if b.numel() != 4:
             raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got shape {tuple(b.shape)}")
+        b = prompts.check_boxes(b.reshape(1, 4))
+        if frame_size is not None:
+            prompts.warn_outside(b.reshape(2, 2), frame_size[0], frame_size[1], normalized, "box", stacklevel=5)
         coords = torch.cat([b.reshape(1, 2, 2), coords], dim=1)
         labs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labs], dim=1)
     return coords, labs
@@ -187,16 +188,13 @@ def prepare_mask_prompt(mask: Any, image_size: int, device: torch.device) -> tor
     """An (H, W) mask prompt (bool / 0-1, any size) -> (1, 1, S, S) float 0/1 on ``device``.
 
     As upstream: a mask of another size is resized with antialiased bilinear interpolation
-    and thresholded at 0.5.
+    and thresholded at 0.5. Checks (:func:`sam2_plugins.predictors.prompts.as_mask_array`):
+    numbers only, finite, 2D, non-empty; values other than 0/1 and an all-zero mask warn.
     """
     import torch.nn.functional as F
 
-    m = mask.detach().cpu() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
-    if m.dim() != 2:
-        raise ValueError(f"mask must be 2D (H, W), got shape {tuple(m.shape)}")
-    if m.numel() == 0:
-        raise ValueError("mask is empty (zero size)")
-    m = m.bool().float()[None, None].to(device)
+    m = prompts.as_mask_array(mask, "mask")
+    m = m.float()[None, None].to(device)
     if tuple(m.shape[-2:]) != (image_size, image_size):
         m = F.interpolate(m, size=(image_size, image_size), mode="bilinear", align_corners=False,
                           antialias=True)
