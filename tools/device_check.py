@@ -73,6 +73,14 @@ def mask_agreement(a: torch.Tensor, b: torch.Tensor, prefix: str) -> Dict[str, A
     return out
 
 
+_UPSTREAM_NAMES = {"prepare_backbone_features": "_prepare_backbone_features", "sam_heads": "_forward_sam_heads"}
+
+
+def _api(model: torch.nn.Module, name: str) -> Callable[..., Any]:
+    """Our model's public step method, or upstream's underscored one of the same job."""
+    return getattr(model, name, None) or getattr(model, _UPSTREAM_NAMES[name])
+
+
 def parity(dev: torch.device) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -96,18 +104,18 @@ def parity(dev: torch.device) -> None:
                    "point_labels": torch.tensor([[1, 0]], dtype=torch.int32, device=dev)}
             outs = []
             for m, bo in ((ref, a), (ours, b)):
-                _, feats, _, sizes = m._prepare_backbone_features(bo)
+                _, feats, _, sizes = _api(m, "prepare_backbone_features")(bo)
                 hr = [f.permute(1, 2, 0).view(f.size(1), f.size(2), *s) for f, s in zip(feats[:-1], sizes[:-1])]
                 pix = feats[-1].permute(1, 2, 0).view(1, -1, *sizes[-1])
-                outs.append(m._forward_sam_heads(pix, point_inputs=pts, high_res_features=hr, multimask_output=True))
+                outs.append(_api(m, "sam_heads")(pix, point_inputs=pts, high_res_features=hr, multimask_output=True))
             res["heads_max_abs"] = max(float((p.float() - q.float()).abs().max()) for p, q in zip(outs[0], outs[1]))
             # bf16 autocast: agreement of our bf16 masks with fp32 ones.
             with torch.autocast(dev.type, dtype=torch.bfloat16):
                 c = ours.forward_image(x)
-                _, feats, _, sizes = ours._prepare_backbone_features(c)
+                _, feats, _, sizes = ours.prepare_backbone_features(c)
                 hr = [f.permute(1, 2, 0).view(f.size(1), f.size(2), *s) for f, s in zip(feats[:-1], sizes[:-1])]
                 pix = feats[-1].permute(1, 2, 0).view(1, -1, *sizes[-1])
-                o16 = ours._forward_sam_heads(pix, point_inputs=pts, high_res_features=hr, multimask_output=True)
+                o16 = ours.sam_heads(pix, point_inputs=pts, high_res_features=hr, multimask_output=True)
             res.update(mask_agreement(outs[1][1] > 0, o16[1].float() > 0, "bf16_vs_fp32"))
         RESULTS.setdefault("parity_cuda_fp32", {})[name] = res
         print(name, res, flush=True)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ...device import autocast_context
+from ...modeling.rules import box_to_points
 from ...upstream_compat import HF_MODEL_IDS
 from .. import prompts
 from .postprocess import remove_small_regions_in_logits
@@ -250,7 +251,7 @@ class SAM2ImagePredictor:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
         points = None if point_coords is None else (point_coords, point_labels)
         if boxes is not None:
-            box_labels = torch.tensor([[2, 3]], dtype=torch.int, device=boxes.device).repeat(boxes.shape[0], 1)
+            boxes, box_labels = box_to_points(boxes)  # (B, 2, 2) corners, labels 2 and 3
             if points is not None:
                 pc, pl = points
                 if pc.shape[0] != boxes.shape[0]:

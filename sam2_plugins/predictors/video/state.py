@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ...modeling.rules import NO_OBJ_SCORE
+from ...modeling.rules import NO_OBJ_SCORE, box_to_points
 from .bank import MemoryBank
 from .entry import FrameOutput, PointInputs
 from .frames import FrameFeed
@@ -179,8 +179,9 @@ def parse_point_prompt(points: Any, labels: Any, box: Any, clear_old_points: boo
         b = prompts.check_boxes(b.reshape(1, 4))
         if frame_size is not None:
             prompts.warn_outside(b.reshape(2, 2), frame_size[0], frame_size[1], normalized, "box", stacklevel=5)
-        coords = torch.cat([b.reshape(1, 2, 2), coords], dim=1)
-        labs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labs], dim=1)
+        box_coords, box_labels = box_to_points(b.reshape(1, 4))
+        coords = torch.cat([box_coords, coords], dim=1)
+        labs = torch.cat([box_labels, labs], dim=1)
     return coords, labs
 
 
