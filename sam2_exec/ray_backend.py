@@ -164,9 +164,7 @@ class RayExecutor:
         remote = ray.remote(_Actor)
         opts: Dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
                                 "max_restarts": self.max_restarts, "max_task_retries": 0,
-                                "namespace": NAMESPACE}
-        if self.env:
-            opts["runtime_env"] = {"env_vars": dict(self.env)}
+                                "namespace": NAMESPACE, "runtime_env": {"env_vars": _worker_env(spec, self.env)}}
         self._actors = [remote.options(name=n, **opts).remote(spec, f"ray-{i}", threads)
                         for i, n in enumerate(self.actor_names())]
         try:
@@ -231,7 +229,8 @@ class RayExecutor:
         actors = self._actors
 
         def idle() -> List[int]:
-            return [w for w in range(len(actors)) if w not in busy and w not in probes and w not in dead]
+            return [w for w in range(len(actors))
+                    if w not in busy and w not in probes and w not in probe_wait and w not in dead]
 
         while pending or busy:
             for w in idle():
@@ -290,6 +289,27 @@ class RayExecutor:
                 res.attempts = attempts[i]
                 refs.pop(i, None)
                 yield res
+
+
+def _source_roots(spec: WorkerSpec) -> List[str]:
+    """Folders holding this package, the core and the worker's own package, so workers import
+    the same code as the driver even from a source checkout that is not installed."""
+    roots = []
+    for name in ("sam2_exec", "sam2_plugins", getattr(spec.factory, "__module__", "").split(".")[0]):
+        mod = sys.modules.get(name)
+        path = getattr(mod, "__file__", None)
+        if path:
+            root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+            if root not in roots:
+                roots.append(root)
+    return roots
+
+
+def _worker_env(spec: WorkerSpec, env: Mapping[str, str]) -> Dict[str, str]:
+    out = dict(env)
+    paths = _source_roots(spec) + [p for p in out.get("PYTHONPATH", os.environ.get("PYTHONPATH", "")).split(os.pathsep) if p]
+    out["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return out
 
 
 def _cause(exc: BaseException) -> str:
