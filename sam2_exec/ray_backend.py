@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -171,7 +172,7 @@ class RayExecutor:
             self.worker_info = ray.get([a.info.remote() for a in self._actors])
         except Exception as exc:
             self._kill()
-            raise RuntimeError(f"the Ray workers could not start: {_cause(exc)}") from exc
+            raise RuntimeError(f"the Ray workers could not start: {_cause(exc, root=True)}") from exc
         self.startup_seconds = time.perf_counter() - t0
 
     def _kill(self) -> None:
@@ -312,6 +313,12 @@ def _worker_env(spec: WorkerSpec, env: Mapping[str, str]) -> Dict[str, str]:
     return out
 
 
-def _cause(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+def _cause(exc: BaseException, root: bool = False) -> str:
+    """One line about ``exc``; ``root``: the innermost ``SomeError: message`` line Ray quotes
+    (e.g. why a worker's constructor failed)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if root:
+        inner = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception): ", ln)]
+        if inner:
+            return inner[-1]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
