@@ -97,6 +97,12 @@ class ShardWorker:
         return getattr(api, item["fn"])(view, **item["kwargs"])
 
 
+def _dataset_name(view: Any) -> str:
+    import fiftyone as fo
+
+    return view.name if isinstance(view, fo.Dataset) else view.dataset_name
+
+
 def _stages(view: Any) -> List[Any]:
     """The view's stages as FiftyOne serialises them for the App (empty for a dataset)."""
     import fiftyone as fo
@@ -136,8 +142,8 @@ def run_sharded(fn: str, view: Any, kwargs: Mapping[str, Any], executor: Any, wo
     ex = make_executor(executor, workers, env=env) if isinstance(executor, str) else make_executor(executor)
     n = int(shards or min(len(units), 4 * int(workers or getattr(ex, "requested_workers", None) or 4)))
     n = max(1, min(n, len(units)))
-    root = getattr(view, "_root_dataset", view)
-    base = {"fn": fn, "dataset": root.name, "stages": _stages(view), "kwargs": dict(kwargs)}
+    name = _dataset_name(view)
+    base = {"fn": fn, "dataset": name, "stages": _stages(view), "kwargs": dict(kwargs)}
     items = [{**base, "ids": shard_units(units, k, n)} for k in range(n)]
     keys = [f"shard {k + 1}/{n}" for k in range(n)]
     total = sum(len(it["ids"]) for it in items)
@@ -165,6 +171,9 @@ def run_sharded(fn: str, view: Any, kwargs: Mapping[str, Any], executor: Any, wo
                                                f"{out['failed']} failed")
     finally:
         ex.close()
+        import fiftyone as fo
+
+        fo.load_dataset(name).reload()  # show this process the fields the workers declared
     out["errors"] = out["errors"][:20]
     wall = time.perf_counter() - t0
     out.update(executor=getattr(ex, "kind", type(ex).__name__), workers=getattr(ex, "workers", None), shards=n,

@@ -91,27 +91,37 @@ def _summary_output(ctx: Any) -> Any:
     return types.Property(outputs)
 
 
-#: FiftyOne's distributed execution of delegated operations (it takes effect where FiftyOne
-#: enables it: Enterprise; the open-source build forces it off). Each task labels one shard.
-DISTRIBUTED = {"allow_distributed_execution": True, "min_distributed_tasks": 2, "max_distributed_tasks": None,
-               "recommended_distributed_tasks": 4}
+#: How FiftyOne may split a delegated operation into parallel tasks (it takes effect where
+#: FiftyOne enables distributed execution: Enterprise; the open-source build forces it off).
+#: Each task labels one shard (:func:`_distributed_task`).
+DISTRIBUTED_TASKS = {"min_distributed_tasks": 2, "max_distributed_tasks": None, "recommended_distributed_tasks": 4}
 
 
 def _config(name: str, label: str, description: str, distributed: bool = True) -> foo.OperatorConfig:
-    import inspect
-
-    known = inspect.signature(foo.OperatorConfig).parameters
-    extra = {k: v for k, v in DISTRIBUTED.items() if k in known} if distributed else {}
     return foo.OperatorConfig(
         name=name, label=label, description=description, dynamic=True,
         allow_immediate_execution=True, allow_delegated_execution=True,
-        default_choice_to_delegated=False, **extra)
+        default_choice_to_delegated=False, allow_distributed_execution=distributed,
+        **(DISTRIBUTED_TASKS if distributed else {}))
 
 
 class _Base(foo.Operator):
     def resolve_delegation(self, ctx: Any) -> bool | None:
         d = ctx.params.get("delegate")
         return None if d is None else bool(d)
+
+    def resolve_execution_options(self, ctx: Any) -> Any:
+        """FiftyOne's options plus the distributed task counts this operator accepts."""
+        opts = super().resolve_execution_options(ctx)
+        if not getattr(self.config, "kwargs", {}).get("min_distributed_tasks"):
+            return opts
+        from fiftyone.operators.executor import ExecutionOptions
+
+        return ExecutionOptions(
+            allow_immediate_execution=opts.allow_immediate_execution,
+            allow_delegated_execution=opts.allow_delegated_execution,
+            default_choice_to_delegated=opts.default_choice_to_delegated,
+            allow_distributed_execution=opts.allow_delegated_execution, **DISTRIBUTED_TASKS)
 
     def resolve_output(self, ctx: Any) -> Any:
         return _summary_output(ctx)
