@@ -236,8 +236,8 @@ class Distributed:
         items = [(p, i) for p in prompts for i in range(len(seqs))]
         keys = [f"{p}/{seqs[i].name}" for p, i in items]
         lifetime = getattr(a, "lifetime", "own_video")
-        results, wall = self._run({"lifetime": lifetime, "save_predictions": bool(getattr(a, "save_predictions", False))},
-                                  items, keys, "frames")
+        protocol = {"lifetime": lifetime, "save_predictions": bool(getattr(a, "save_predictions", False))}
+        results, wall = self._run(protocol, items, keys, "frames")
         groups = {p: [k for k, (q, _) in enumerate(items) if q == p] for p in prompts}
         seconds = self._shares(results, groups, wall)
         out = {}
@@ -290,7 +290,8 @@ class Distributed:
         a = self.args
         items = [(m, i) for m in modes for i in range(len(seqs))]
         keys = [f"{m}/{seqs[i].name}" for m, i in items]
-        protocol = {"max_interacted": a.max_interacted, "clicks_per_frame": a.clicks_per_frame, "pause_iou": a.pause_iou}
+        protocol = {"max_interacted": a.max_interacted, "clicks_per_frame": a.clicks_per_frame,
+                    "pause_iou": a.pause_iou}
         results, wall = self._run(protocol, items, keys, "frames")
         groups = {m: [k for k, (q, _) in enumerate(items) if q == m] for m in modes}
         seconds = self._shares(results, groups, wall)

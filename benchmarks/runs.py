@@ -114,7 +114,8 @@ def vos_results(model: Any, args: Any, out_dir: Path, runner: Any = None) -> Dic
     else:
         seqs = load_video_dataset(args.dataset, _split(args.sequences), args.max_sequences, args.max_frames, layout)
     warm = int(getattr(args, "warmup", 0) or 0)
-    if warm > 0 and seqs and predictor is not None:  # untimed run on the first frames (CUDA context, kernel selection, caches)
+    # untimed run on the first frames (CUDA context, kernel selection, caches); in-process only
+    if warm > 0 and seqs and predictor is not None:
         from .datasets import limit_frames
 
         w = limit_frames(seqs[:1], warm)[0]

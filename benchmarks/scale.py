@@ -9,8 +9,9 @@ load from other jobs on a shared machine hits them alike; medians are kept):
 
 1. **images/s**: automatic labeling of ``--images`` synthetic images (``sam2-plugins label``'s
    pipeline) in-process (torch on every core; and with one torch thread, for reference) and on
-   Ray with 1 and 2 workers (one CPU and one torch thread each). Throughput = images / wall time once the workers are up: building the
-   model (in-process) and starting the workers (Ray) are reported apart as ``startup_s``.
+   Ray with 1 and 2 workers (one CPU and one torch thread each). Throughput = images / wall
+   time once the workers are up: building the model (in-process) and starting the workers (Ray)
+   are reported apart as ``startup_s``.
 2. **frames/s**: the ``vos`` protocol (GT-mask prompt) on ``--videos`` synthetic videos, the
    same three ways (its ``fps_end_to_end``).
 3. **image encoder images/s against batch size**: ``SAM2ImagePredictor.set_image_batch`` on B
@@ -73,7 +74,8 @@ def _vos_run(tmp: Path, args: Any, executor: str, workers: Optional[int], tag: s
     ns = argparse.Namespace(
         dataset="synthetic", layout="auto", sequences=None, max_sequences=args.videos, max_frames=args.frames,
         model=args.model, checkpoint=args.checkpoint, device=args.device, dtype=None, prompt="mask",
-        lifetime="own_video", save_predictions=False, warmup=0, output_dir=str(tmp / f"vos-{tag}-{time.monotonic_ns()}"),
+        lifetime="own_video", save_predictions=False, warmup=0,
+        output_dir=str(tmp / f"vos-{tag}-{time.monotonic_ns()}"),
         executor=executor, workers=workers, ray_address=args.ray_address, num_gpus_per_worker=0.0,
         num_cpus_per_worker=1.0)
     t0 = time.perf_counter()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
@@ -234,8 +233,3 @@ def make_executor(executor: Any = None, workers: Optional[int] = None, **ray_opt
         return RayExecutor(workers=workers, **ray_options)
     raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
 
-
-def format_error(exc: BaseException) -> str:
-    """``"Type: message"`` plus the last traceback line, for logs."""
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return f"{type(exc).__name__}: {exc}" + (f" ({tb[-2].strip()})" if len(tb) > 1 else "")

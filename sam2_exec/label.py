@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from .base import WorkerSpec, make_executor, worker_stats
 from .images import AMG_DEFAULTS, AutoLabeler, IMAGE_SUFFIXES, list_images

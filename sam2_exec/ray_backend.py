@@ -308,7 +308,8 @@ def _source_roots(spec: WorkerSpec) -> List[str]:
 
 def _worker_env(spec: WorkerSpec, env: Mapping[str, str]) -> Dict[str, str]:
     out = dict(env)
-    paths = _source_roots(spec) + [p for p in out.get("PYTHONPATH", os.environ.get("PYTHONPATH", "")).split(os.pathsep) if p]
+    inherited = out.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    paths = _source_roots(spec) + [p for p in inherited.split(os.pathsep) if p]
     out["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return out
 

@@ -168,8 +168,8 @@ def main() -> int:
         if 1 in runs and args.batch in runs:
             RESULTS["speedup_batch_vs_1"] = runs[args.batch]["images_per_s"] / runs[1]["images_per_s"]
             k = min(8, args.images)
-            RESULTS["mask_matched_iou_batch_vs_1"] = float(np.mean(
-                [_matched_iou(x, y, args.device) for x, y in zip(runs[1]["records"][:k], runs[args.batch]["records"][:k])]))
+            pairs = zip(runs[1]["records"][:k], runs[args.batch]["records"][:k])
+            RESULTS["mask_matched_iou_batch_vs_1"] = float(np.mean([_matched_iou(x, y, args.device) for x, y in pairs]))
     RESULTS["seconds_total"] = time.perf_counter() - start
     _save(out)
     print(json.dumps(RESULTS, indent=1))

@@ -58,10 +58,12 @@ def test_vos_on_ray_gives_the_in_process_report(tmp_path: Path, cluster: str) ->
     assert _strip(ray) == _strip(ref)
     assert ray["results"]["J&F-Mean"] > 0 and len(ray["results"]["per_sequence"]) == 6
     _check_execution(ray, "frames", 12)  # 6 videos x 2 prompt settings
-    pngs = sorted(p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref").rglob("*.png") if "predictions" in p.parts)
-    assert pngs and pngs == sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*.png")
-                                   if "predictions" in p.parts)
-    assert all((tmp_path / "ref" / p).read_bytes() == (tmp_path / "ray" / p).read_bytes() for p in pngs)
+    def pngs(run: str) -> list:
+        root = tmp_path / run
+        return sorted(p.relative_to(root) for p in root.rglob("*.png") if "predictions" in p.parts)
+
+    assert pngs("ref") and pngs("ref") == pngs("ray")
+    assert all((tmp_path / "ref" / p).read_bytes() == (tmp_path / "ray" / p).read_bytes() for p in pngs("ref"))
     md = (tmp_path / "ray" / "report.md").read_text()
     assert "## Execution" in md and "| ray-0 |" in md and "| ray-1 |" in md
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -182,6 +181,7 @@ def _named_actors(ray) -> list:
 
 def test_label_is_lazy_in_the_core_cli() -> None:
     """``sam2_plugins.cli`` (the core) imports neither the execution layer nor Ray."""
-    code = "import sys, sam2_plugins.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'sam2_exec')))"
+    code = ("import sys, sam2_plugins.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'sam2_exec')))")
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=subprocess_env(), check=True)
     assert out.stdout.strip() == "[]"
