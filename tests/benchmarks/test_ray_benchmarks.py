@@ -97,3 +97,35 @@ def test_executor_options_are_checked_before_any_work(tmp_path: Path) -> None:
     assert main(["vos", "--dataset", "synthetic", "--output-dir", str(tmp_path / "b"), "--executor", "ray",
                  "--layout", "sav"]) == 2
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _davis_folder(root: Path, n: int = 3, frames: int = 5) -> list:
+    from PIL import Image
+
+    from sam2_plugins.evaluation.readers import write_index_png
+    from sam2_plugins.evaluation.synthetic import make_video
+
+    names = []
+    for i in range(n):
+        name = f"seq{i}"
+        video, masks = make_video(frames, 64, 96, 2, seed=i)
+        for t in range(frames):
+            img = root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"
+            img.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(video[t]).save(img, quality=95)
+            write_index_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", masks[t].astype("uint8"))
+        names.append(name)
+    return names
+
+
+@pytest.mark.slow
+def test_vos_on_ray_records_an_unreadable_video_and_goes_on(tmp_path: Path, cluster: str) -> None:
+    names = _davis_folder(tmp_path / "davis")
+    (tmp_path / "davis" / "JPEGImages" / "480p" / "seq1" / "00002.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    rep = _bench("vos", "--dataset", str(tmp_path / "davis"), "--model", "nano", "--checkpoint", "demo",
+                 "--output-dir", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2",
+                 "--ray-address", cluster)
+    failed = rep["execution"]["failed_items"]
+    assert list(failed) == ["mask/seq1"] and "00002.jpg" in failed["mask/seq1"]
+    assert sorted(rep["results"]["per_sequence"]) == [n for n in names if n != "seq1"]
+    assert "1 video(s) failed" in rep["results"]["per_prompt"]["mask"]["note"]
