@@ -50,16 +50,23 @@ def require_ray() -> Any:
     return ray
 
 
+def _loopback_if_local(address: Optional[str]) -> bool:
+    """For a local cluster (no address, no ``RAY_ADDRESS``) make Ray bind to loopback: Ray reads
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once, at import, so this must run before ``import ray``
+    (it is left alone when Ray is already imported or the variable is set). Returns "local"."""
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    return local
+
+
 def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, **init_kwargs: Any) -> bool:
     """Connect to Ray; returns True when this call started (and so owns) the Ray runtime.
 
     Without ``address`` (and without ``RAY_ADDRESS``) a local cluster is started on this machine
-    only: its processes listen on loopback (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, set only
-    when Ray is not imported yet and the variable is unset). Reuses an existing connection.
+    only, its processes listening on loopback. Reuses an existing connection.
     """
-    local = address is None and not os.environ.get("RAY_ADDRESS")
-    if local and "ray" not in sys.modules:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    local = _loopback_if_local(address)
     ray = require_ray()
     if ray.is_initialized():
         return False
@@ -114,6 +121,7 @@ class RayExecutor:
         if num_gpus_per_worker < 0 or num_cpus_per_worker <= 0:
             raise ValueError(f"expected num_gpus_per_worker >= 0 and num_cpus_per_worker > 0, received "
                              f"{num_gpus_per_worker} and {num_cpus_per_worker}")
+        _loopback_if_local(address)
         require_ray()
         self.requested_workers = workers
         self.address = address
