@@ -11,7 +11,7 @@ readable at the same path on every node) and runs the protocol's own code on one
 dataset. The driver gathers the per-item scores in dataset order and summarises them with the
 same functions as the in-process run, so the report holds the same numbers; only timings
 differ. Predicted PNGs (``--save-predictions``) come back as bytes and are written by the
-driver.
+driver as each video finishes (Ctrl-C keeps them; the report is written at the end).
 
 Timing in a Ray run: ``seconds`` of a prompt setting / mode is the run's wall time after the
 workers started (their model build is left out, as in-process) shared among them in proportion
@@ -186,8 +186,8 @@ class Distributed:
         data = {k: getattr(a, k, None) for k in _DATA_KEYS}
         return WorkerSpec(ProtocolWorker, (self.kind, model, data, dict(protocol)))
 
-    def _run(self, protocol: Mapping[str, Any], items: List[Tuple[Any, ...]], keys: List[str], unit: str
-             ) -> Tuple[Dict[int, ItemResult], float]:
+    def _run(self, protocol: Mapping[str, Any], items: List[Tuple[Any, ...]], keys: List[str], unit: str,
+             on_result: Any = None) -> Tuple[Dict[int, ItemResult], float]:
         if not items:
             raise ValueError("nothing to run: the dataset gave no work items")
         ex = executor_from_args(self.args)
@@ -196,6 +196,8 @@ class Distributed:
         try:
             for res in ex.map(self._spec(protocol), items, keys=keys):
                 results[res.index] = res
+                if on_result is not None and res.ok:
+                    on_result(res)  # written as it arrives: Ctrl-C keeps what is done
                 state = f"{res.seconds:.1f} s on {res.worker}" if res.ok else f"FAILED: {res.error}"
                 _log(f"  {res.key} ({len(results)}/{len(items)}, {state})")
         finally:
@@ -237,17 +239,19 @@ class Distributed:
         keys = [f"{p}/{seqs[i].name}" for p, i in items]
         lifetime = getattr(a, "lifetime", "own_video")
         protocol = {"lifetime": lifetime, "save_predictions": bool(getattr(a, "save_predictions", False))}
-        results, wall = self._run(protocol, items, keys, "frames")
+
+        def write_pngs(res: ItemResult) -> None:
+            for rel, data in res.value["pngs"].items():
+                dest = Path(out_dir) / "predictions" / items[res.index][0] / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+
+        results, wall = self._run(protocol, items, keys, "frames", on_result=write_pngs)
         groups = {p: [k for k, (q, _) in enumerate(items) if q == p] for p in prompts}
         seconds = self._shares(results, groups, wall)
         out = {}
         for p in prompts:
             ok = [results[k] for k in groups[p] if results[k].ok]
-            for r in ok:
-                for rel, data in r.value["pngs"].items():
-                    dest = Path(out_dir) / "predictions" / p / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(data)
             if not ok:
                 raise RuntimeError(f"prompt {p}: every video failed")
             summary = summarize([r.value["scores"] for r in ok])
