@@ -12,6 +12,7 @@ Commands:
   video-memory       video memory use (benchmarks.video_memory)
   evaluate-speed     time ``evaluate`` against the official DAVIS evaluator on the golden data
   napari-speed       napari plugin: click -> Labels latency, propagation overhead (needs Xvfb or a display)
+  scale              throughput in-process vs Ray workers; image encoder throughput vs batch size
   report             one HTML page (+ Markdown) from several run folders / JSON files
   demo               zero-shot VOS with the demo model on DAVIS (if present) or synthetic data
 
@@ -152,10 +153,19 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
                         "sav: JPEGImages_24fps + Annotations_6fps/<video>/<obj:03d> (vos only: per-object PNGs, "
                         "SA-V scoring); youtube/mose/lvos: as vos, plus a submission folder and zip (vos only)")
     p.add_argument("--sequences", default=None, help="comma-separated sequence names")
-    p.add_argument("--max-sequences", type=at_least(1), default=None)
+    p.add_argument("--max-sequences", type=at_least(1), default=None,
+                   help="use only the first N sequences ('synthetic': make N videos, default 3)")
     p.add_argument("--max-frames", type=at_least(1), default=None, help="use only the first N frames of each video")
     p.add_argument("--output-dir", required=True, help="report folder")
     add_overwrite(p)
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--executor ray --workers N ...``: one video / image per work item on Ray workers
+    (benchmarks.distributed; the report's numbers are those of the in-process run)."""
+    from sam2_exec.options import add_executor_args
+
+    add_executor_args(p)
 
 
 def _add_evaluate(sub: Any) -> None:
@@ -205,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-predictions", action="store_true", help="write predicted PNGs (DAVIS layout)")
     p.add_argument("--warmup", type=at_least(0), default=0,
                    help="untimed warm-up on the first N frames of the first video")
+    _add_executor_args(p)
     p.set_defaults(func=_run("run_vos_command"))
 
     p = sub.add_parser("interactive-image", help="click-based image segmentation: mIoU@k, NoC")
@@ -221,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True)
     add_overwrite(p)
     _add_model_args(p)
+    _add_executor_args(p)
     p.set_defaults(func=_run("run_interactive_image_command"))
 
     p = sub.add_parser("interactive-video", help="SAM 2 offline / online interactive video protocol")
@@ -231,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="maximum interacted frames per object (curve N = 1..it)")
     p.add_argument("--clicks-per-frame", type=at_least(1), default=3)
     p.add_argument("--pause-iou", type=float, default=0.75, help="online mode pauses on a frame with IoU below it")
+    _add_executor_args(p)
     p.set_defaults(func=_run("run_interactive_video_command"))
 
     p = sub.add_parser("suite", help="run the datasets of a suite config; one report with per-dataset rows and means")
@@ -250,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("video-memory", ("benchmarks.video_memory",), "video memory use"),
         ("evaluate-speed", ("benchmarks.evaluate_speed",), "evaluate speed versus the official DAVIS evaluator"),
         ("napari-speed", ("benchmarks.napari_speed",), "napari plugin click latency and propagation overhead"),
+        ("scale", ("benchmarks.scale",), "throughput in-process vs Ray workers, image encoder vs batch size"),
     ):
         p = sub.add_parser(name, help=f"{helptext} (arguments are passed on to {mods[0]})", add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -281,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed")
+_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed", "scale")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -304,3 +318,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # --executor ray: the workers were stopped; files written so far stay
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -78,12 +78,13 @@ def load_video_dataset(
     """``dataset``: ``"synthetic"``, ``"davis"`` (``../shared/data/davis2016-val``), or a root
     folder in DAVIS (``Annotations/480p``) or YouTube-VOS/MOSE/LVOS (``JPEGImages/<seq>``,
     ``Annotations/<seq>``) layout; ``layout`` forces ``"davis"`` or ``"vos"`` (``"youtube"``,
-    ``"mose"`` and ``"lvos"`` read as ``"vos"``; SA-V has its own reader)."""
+    ``"mose"`` and ``"lvos"`` read as ``"vos"``; SA-V has its own reader). ``"synthetic"`` makes
+    ``max_sequences`` videos (default 3)."""
     if dataset == "synthetic":
         from sam2_plugins.evaluation.vos_protocol import synthetic_sequences
 
         count, t, h, w, k = synthetic_size
-        seqs = synthetic_sequences(count if max_sequences is None else min(count, max_sequences), t, h, w, k, seed)
+        seqs = synthetic_sequences(count if max_sequences is None else max_sequences, t, h, w, k, seed)
         return limit_frames(seqs, max_frames)
     root = SHARED_DATA / "davis2016-val" if dataset == "davis" else Path(dataset)
     if not root.is_dir():

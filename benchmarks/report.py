@@ -152,11 +152,30 @@ def write_markdown(path: PathLike, run: Dict[str, Any]) -> Path:
         lines += ["", "## Per sequence", "", "| sequence | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for s, v in per_seq.items():
             lines.append(f"| {s} | " + " | ".join(_fmt(v.get(c)) for c in cols) + " |")
+    lines += _execution_lines(run.get("execution"))
     lines.append("")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text("\n".join(lines))
     return p
+
+
+def _execution_lines(ex: Any) -> List[str]:
+    """Workers and their throughput of a run on several workers (``--executor ray``)."""
+    if not isinstance(ex, dict) or ex.get("executor") in (None, "inprocess"):
+        return []
+    unit = ex.get("unit", "items")
+    lines = ["", "## Execution", "", f"{ex.get('executor')}: {ex.get('workers')} worker(s), start-up "
+             f"{_fmt(ex.get('startup_seconds'))} s, wall {_fmt(ex.get('wall_seconds'))} s", "",
+             f"| worker | items | failed | {unit} | busy s | {unit}/s |", "|---|---|---|---|---|---|"]
+    for w, v in (ex.get("per_worker") or {}).items():
+        lines.append(f"| {w} | {v.get('items')} | {v.get('failed')} | {_fmt(v.get('units'))} | "
+                     f"{_fmt(v.get('busy_seconds'))} | {_fmt(v.get('units_per_second'))} |")
+    if ex.get("retried_items"):
+        lines.append(f"\nretried after a worker died: {', '.join(ex['retried_items'])}")
+    if ex.get("failed_items"):
+        lines.append(f"\nfailed items: {json.dumps(ex['failed_items'])}")
+    return lines
 
 
 def write_plots(out_dir: PathLike, run: Dict[str, Any]) -> List[Path]:

@@ -96,15 +96,16 @@ def _prompts(arg: str) -> List[str]:
     return prompts
 
 
-def vos_results(model: Any, args: Any, out_dir: Path) -> Dict[str, Any]:
+def vos_results(model: Any, args: Any, out_dir: Path, runner: Any = None) -> Dict[str, Any]:
     """Run ``vos`` for each prompt of ``args.prompt`` on ``args.dataset`` (any layout); returns
-    the ``results`` dict of the report."""
+    the ``results`` dict of the report. ``runner``: a :class:`benchmarks.distributed.Distributed`
+    that runs the videos on its workers instead (``model`` is then None)."""
     from sam2_plugins.evaluation.layouts import run_vos_sav, run_vos_submission
     from sam2_plugins.evaluation.vos_protocol import first_appearances, predict_vos, run_vos
 
     prompts = _prompts(args.prompt)
     layout = getattr(args, "layout", "auto") or "auto"
-    predictor = video_predictor(model, "vos", getattr(args, "dtype", None))
+    predictor = video_predictor(model, "vos", getattr(args, "dtype", None)) if runner is None else None
     seqs: List[Any] = []
     if layout == "sav":
         if getattr(args, "max_frames", None) or getattr(args, "max_sequences", None):
@@ -113,7 +114,8 @@ def vos_results(model: Any, args: Any, out_dir: Path) -> Dict[str, Any]:
     else:
         seqs = load_video_dataset(args.dataset, _split(args.sequences), args.max_sequences, args.max_frames, layout)
     warm = int(getattr(args, "warmup", 0) or 0)
-    if warm > 0 and seqs:  # untimed run on the first frames (CUDA context, kernel selection, caches)
+    # untimed run on the first frames (CUDA context, kernel selection, caches); in-process only
+    if warm > 0 and seqs and predictor is not None:
         from .datasets import limit_frames
 
         w = limit_frames(seqs[:1], warm)[0]
@@ -121,10 +123,13 @@ def vos_results(model: Any, args: Any, out_dir: Path) -> Dict[str, Any]:
     results: Dict[str, Any] = {}
     first: Optional[Dict[str, Any]] = None
     lifetime = getattr(args, "lifetime", "own_video")
+    remote = runner.vos(prompts, seqs, out_dir) if runner is not None else None
     for p in prompts:
         _log(f"vos: prompt={p} ({layout} layout)")
         t0 = time.perf_counter()
-        if layout == "sav":
+        if remote is not None:
+            summary, frames, ray_seconds = remote[p]
+        elif layout == "sav":
             summary = run_vos_sav(predictor, args.dataset, out_dir / "predictions" / p, _split(args.sequences), p,
                                   progress=lambda name: _log(f"  {name}"))
             frames = summary["frames"]
@@ -137,7 +142,7 @@ def vos_results(model: Any, args: Any, out_dir: Path) -> Dict[str, Any]:
                           out_dir=out_dir / "predictions" / p if args.save_predictions else None,
                           progress=lambda name: _log(f"  {name}"))
             summary, frames = run.summary, run.frames
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 if remote is None else ray_seconds
         results[p] = {k: summary.get(k) for k in EVAL_KEYS}
         results[p].update(fps_end_to_end=frames / seconds if seconds > 0 else None, frames=frames, seconds=seconds,
                           n_objects=summary.get("n_objects"))
@@ -154,43 +159,73 @@ def vos_results(model: Any, args: Any, out_dir: Path) -> Dict[str, Any]:
                         f"entering late tracked and scored as their own video (lifetime={lifetime}); "
                         + ("SA-V evaluator rules on per-object PNGs" if layout == "sav" else
                            "DAVIS rules (first and last frame of each video not scored)"))}
-    if model.device.type == "cuda":
+    if model is not None and model.device.type == "cuda":
         import torch
 
         out["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(model.device) / 2**20
+    elif runner is not None and runner.peak_gpu_memory_mib is not None:
+        out["peak_gpu_memory_mib"] = runner.peak_gpu_memory_mib  # the largest over the workers
     out["_sequences"] = [s.name for s in seqs] or list((first or {}).get("sequences", []))
     return out
+
+
+def _distributed(args: Any, kind: str) -> Any:
+    """``--executor ray``: the runner of :mod:`benchmarks.distributed`; None in-process."""
+    from .distributed import distributed_for
+
+    return distributed_for(args, kind)
+
+
+def _add_execution(meta: Dict[str, Any], runner: Any) -> None:
+    """The report's ``execution`` block; on Ray, library versions come from the workers (the
+    driver never imports torch)."""
+    from .distributed import in_process_execution
+
+    meta["execution"] = runner.execution if runner is not None else in_process_execution()
+    if runner is not None:
+        for k, v in runner.versions.items():
+            if meta["versions"].get(k) is None:
+                meta["versions"][k] = v
 
 
 def run_vos_command(args: Any) -> Dict[str, Any]:
     """``vos``: the semi-supervised protocol for each requested prompt setting."""
     out_dir = Path(args.output_dir)
-    model, used = build_model(args.model, args.checkpoint, args.device, apply_postprocessing=False)
-    out = vos_results(model, args, out_dir)
+    runner = _distributed(args, "vos")
+    if runner is None:
+        model, used = build_model(args.model, args.checkpoint, args.device, apply_postprocessing=False)
+        out = vos_results(model, args, out_dir)
+        device = str(model.device)
+    else:
+        out = vos_results(None, args, out_dir, runner=runner)
+        used, device = runner.used, runner.device
     names = out.pop("_sequences")
-    meta = run_metadata("vos", MODEL_ALIASES.get(args.model, args.model), used, str(model.device), args.dtype or "fp32",
+    meta = run_metadata("vos", MODEL_ALIASES.get(args.model, args.model), used, device, args.dtype or "fp32",
                         settings={"dataset": str(args.dataset), "layout": args.layout, "prompts": _prompts(args.prompt),
                                   "lifetime": args.lifetime, "sequences": names, "max_frames": args.max_frames,
                                   "warmup_frames": int(getattr(args, "warmup", 0) or 0)})
     meta["results"] = out
+    _add_execution(meta, runner)
     write_report(out_dir, meta)
     return meta
 
 
-def interactive_image_results(model: Any, args: Any, datasets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """``interactive-image`` on ``args.dataset`` (or the given ``{name: samples}``)."""
+def interactive_image_results(model: Any, args: Any, datasets: Optional[Dict[str, Any]] = None,
+                              runner: Any = None) -> Dict[str, Any]:
+    """``interactive-image`` on ``args.dataset`` (or the given ``{name: samples}``); ``runner``:
+    run the images on the workers of a :class:`benchmarks.distributed.Distributed`."""
     from sam2_plugins import SAM2ImagePredictor
     from sam2_plugins.evaluation.protocols import run_interactive_image
 
     if datasets is None:
         datasets = load_image_dataset(args.dataset, args.masks, args.images)
     t0 = time.perf_counter()
-    res = run_interactive_image(
+    res = runner.interactive_image(datasets) if runner is not None else run_interactive_image(
         SAM2ImagePredictor(model), datasets, max_clicks=args.max_clicks, max_instances=args.max_instances,
         progress=lambda n: _log(f"  {n}"), max_instances_per_image=getattr(args, "max_instances_per_image", None),
         oracle=bool(getattr(args, "oracle", False)), feed_logits=not getattr(args, "no_mask_input", False))
     summary = res.summary()
-    summary["seconds"] = time.perf_counter() - t0
+    summary["seconds"] = time.perf_counter() - t0 if runner is None else runner.seconds
     summary["per_instance"] = res.ious
     summary["protocol"] = (
         f"interactive image (RITM/SAM): first click at the object centre, then error-region centres; up to "
@@ -203,15 +238,22 @@ def interactive_image_results(model: Any, args: Any, datasets: Optional[Dict[str
 
 
 def run_interactive_image_command(args: Any) -> Dict[str, Any]:
-    model, used = build_model(args.model, args.checkpoint, args.device)
-    summary = interactive_image_results(model, args)
-    meta = run_metadata("interactive-image", MODEL_ALIASES.get(args.model, args.model), used, str(model.device),
+    runner = _distributed(args, "interactive-image")
+    if runner is None:
+        model, used = build_model(args.model, args.checkpoint, args.device)
+        summary = interactive_image_results(model, args)
+        device = str(model.device)
+    else:
+        summary = interactive_image_results(None, args, runner=runner)
+        used, device = runner.used, runner.device
+    meta = run_metadata("interactive-image", MODEL_ALIASES.get(args.model, args.model), used, device,
                         "fp32", settings={"dataset": args.dataset, "max_clicks": args.max_clicks,
                                           "max_instances": args.max_instances,
                                           "max_instances_per_image": getattr(args, "max_instances_per_image", None),
                                           "oracle": bool(getattr(args, "oracle", False)),
                                           "feed_logits": not getattr(args, "no_mask_input", False)})
     meta["results"] = summary
+    _add_execution(meta, runner)
     write_report(Path(args.output_dir), meta)
     return meta
 
@@ -224,17 +266,23 @@ def _modes(arg: str) -> List[str]:
     return modes
 
 
-def interactive_video_results(model: Any, args: Any, seqs: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
-    """``interactive-video`` for each mode of ``args.mode``."""
+def interactive_video_results(model: Any, args: Any, seqs: Optional[Sequence[Any]] = None,
+                              runner: Any = None) -> Dict[str, Any]:
+    """``interactive-video`` for each mode of ``args.mode``; ``runner``: run the videos on the
+    workers of a :class:`benchmarks.distributed.Distributed` (``model`` is then None)."""
     from sam2_plugins.evaluation.protocols import run_interactive_video
 
     if seqs is None:
         seqs = load_video_dataset(args.dataset, _split(args.sequences), args.max_sequences, args.max_frames,
                                   args.layout)
-    predictor = video_predictor(model, "interactive", getattr(args, "dtype", None))
+    predictor = video_predictor(model, "interactive", getattr(args, "dtype", None)) if runner is None else None
+    remote = runner.interactive_video(_modes(args.mode), seqs) if runner is not None else None
     per_mode: Dict[str, Any] = {}
     for mode in _modes(args.mode):
         _log(f"interactive-video: {mode}")
+        if remote is not None:
+            per_mode[mode] = remote[mode]
+            continue
         t0 = time.perf_counter()
         res = run_interactive_video(predictor, seqs, mode=mode, max_frames=args.max_interacted,
                                     clicks_per_frame=args.clicks_per_frame, pause_iou=args.pause_iou,
@@ -254,15 +302,22 @@ def interactive_video_results(model: Any, args: Any, seqs: Optional[Sequence[Any
 
 
 def run_interactive_video_command(args: Any) -> Dict[str, Any]:
-    model, used = build_model(args.model, args.checkpoint, args.device)
-    res = interactive_video_results(model, args)
+    runner = _distributed(args, "interactive-video")
+    if runner is None:
+        model, used = build_model(args.model, args.checkpoint, args.device)
+        res = interactive_video_results(model, args)
+        device = str(model.device)
+    else:
+        res = interactive_video_results(None, args, runner=runner)
+        used, device = runner.used, runner.device
     names = res.pop("_sequences")
-    meta = run_metadata("interactive-video", MODEL_ALIASES.get(args.model, args.model), used, str(model.device),
+    meta = run_metadata("interactive-video", MODEL_ALIASES.get(args.model, args.model), used, device,
                         args.dtype or "fp32", settings={"dataset": args.dataset, "modes": _modes(args.mode),
                                                          "max_interacted": args.max_interacted,
                                                          "clicks_per_frame": args.clicks_per_frame,
                                                          "pause_iou": args.pause_iou, "sequences": names})
     meta["results"] = res
+    _add_execution(meta, runner)
     write_report(Path(args.output_dir), meta)
     return meta
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _resume
+from ._distributed import run_sharded, wants_workers
 from ._convert import instance_id_map, mask_to_detection
 from ._fields import require_media
 from ._media import load_image
@@ -55,6 +56,9 @@ def auto_label(
     label: str | None = "object",
     overwrite: bool = False,
     progress: _resume.ProgressFn | None = None,
+    batch_size: int = 1,
+    executor: Any = None,
+    workers: int | None = None,
     **amg_kwargs: Any,
 ) -> dict[str, Any]:
     """Label every image of ``view`` with SAM 2's automatic mask generator.
@@ -67,6 +71,9 @@ def auto_label(
         label: class label given to every mask.
         overwrite: allow writing into existing fields not made by an auto-label run.
         progress: ``fn(fraction, text)``.
+        batch_size: images per image-encoder pass (decoded in parallel threads).
+        executor, workers: ``executor="ray", workers=N`` labels shards of the view on N Ray
+            workers sharing this database (:mod:`fiftyone_sam2._distributed`); None: here.
         **amg_kwargs: generator options, among :data:`AMG_OPTIONS` (e.g. ``points_per_side``).
 
     Returns:
@@ -82,6 +89,12 @@ def auto_label(
     if semantic_field is not None and semantic_field == label_field:
         raise ValueError("semantic_field must differ from label_field")
     opts = {k: v for k, v in amg_kwargs.items() if v is not None}
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, received {batch_size!r}")
+    if wants_workers(executor, workers):
+        return run_sharded("auto_label", view, dict(
+            label_field=label_field, semantic_field=semantic_field, model=spec, label=label, overwrite=overwrite,
+            batch_size=batch_size, **opts), executor, workers, progress)
     sam = load_model(spec)
     from sam2_plugins import SAM2AutomaticMaskGenerator
 
@@ -93,6 +106,8 @@ def auto_label(
                             extra_fields=extra)
 
     def compute(samples: Sequence[Any]) -> list[Any]:
+        if len(samples) > 1:
+            return _compute_batch(generator, samples, label, semantic_field is not None)
         out: list[Any] = []
         for s in samples:
             try:
@@ -113,5 +128,36 @@ def auto_label(
         if semantic_field:
             sample[semantic_field] = seg
 
-    _resume.execute(view, run, compute, write, batch_size=1, progress=progress)
+    _resume.execute(view, run, compute, write, batch_size=batch_size, progress=progress)
     return run.summary()
+
+
+def _compute_batch(generator: Any, samples: Sequence[Any], label: str | None, semantic: bool) -> list[Any]:
+    """Several images: decoded in parallel threads, embedded in one encoder pass."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(path: str) -> Any:
+        try:
+            return load_image(path)
+        except Exception as exc:  # a corrupt file fails its sample only
+            return exc
+
+    with ThreadPoolExecutor(min(4, len(samples))) as pool:
+        images = list(pool.map(read, [s.filepath for s in samples]))
+    ok = [i for i, im in enumerate(images) if not isinstance(im, Exception)]
+    out: list[Any] = list(images)
+    if ok:
+        try:
+            batch = generator.generate_batch([images[i] for i in ok])
+        except Exception:  # find the image that fails, the others still get labels
+            batch = []
+            for i in ok:
+                try:
+                    batch.append(generator.generate(images[i]))
+                except Exception as exc:
+                    batch.append(exc)
+        for i, records in zip(ok, batch):
+            img = images[i]
+            out[i] = records if isinstance(records, Exception) else masks_to_labels(
+                records, img.shape[0], img.shape[1], label, semantic)
+    return out

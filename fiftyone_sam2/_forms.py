@@ -98,6 +98,18 @@ def execution_inputs(ctx: Any, inputs: Any) -> None:
     inputs.int("shard_count", default=1, label="Shards",
                description="Split the view into this many disjoint parts (one job per part)")
     inputs.int("shard_index", default=0, label="Shard index", description="Which part this job labels")
+    inputs.str("executor", default="inprocess", label="Run on", view=_executor_choices(),
+               description="here (one process) or Ray workers (pip install 'sam2-plugins[ray]'; docs/ray.md)")
+    inputs.int("workers", label="Ray workers", description="empty: one per CPU / GPU of the Ray cluster")
+
+
+def _executor_choices() -> Any:
+    import fiftyone.operators.types as types
+
+    radio = types.RadioGroup()
+    for name, label in (("inprocess", "this process"), ("ray", "Ray workers")):
+        radio.add_choice(name, label=label)
+    return radio
 
 
 def model_spec(params: dict[str, Any]) -> ModelSpec:

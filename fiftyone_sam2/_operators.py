@@ -34,12 +34,38 @@ def _new_name(ctx: Any, base: str, kind: str, frames: bool = False) -> str:
     return name
 
 
+def _distributed_task(ctx: Any) -> tuple[int, int] | None:
+    """``(task index, task count)`` where FiftyOne runs this operation as one of several
+    distributed tasks (FiftyOne Enterprise; the open-source build never does), else None."""
+    count = getattr(ctx, "num_distributed_tasks", None) or ctx.request_params.get("num_distributed_tasks")
+    if not count or int(count) <= 1:
+        return None
+    index = next((v for v in (getattr(ctx, "distributed_task_index", None),
+                              ctx.request_params.get("distributed_task_index"),
+                              ctx.request_params.get("task_index")) if v is not None), None)
+    if index is None:
+        raise ValueError(f"FiftyOne split this operation into {count} tasks but did not say which one this is")
+    return int(index), int(count)
+
+
 def _target(ctx: Any) -> Any:
     view = ctx.target_view()
     count = int(ctx.params.get("shard_count") or 1)
+    task = _distributed_task(ctx)
+    if task is not None:  # FiftyOne's distributed tasks are the same shards as shard_index / shard_count
+        if count > 1:
+            raise ValueError("choose either shards (shard_count) or FiftyOne's distributed execution, not both")
+        return api.shard(view, task[0], task[1])
     if count > 1:
         view = api.shard(view, int(ctx.params.get("shard_index") or 0), count)
     return view
+
+
+def _workers(ctx: Any) -> dict[str, Any]:
+    """``executor`` / ``workers`` from the form: Ray workers for this run (docs/ray.md)."""
+    ex = ctx.params.get("executor") or None
+    return {"executor": None if ex == "inprocess" else ex,
+            "workers": int(ctx.params["workers"]) if ex == "ray" and ctx.params.get("workers") else None}
 
 
 def _progress(ctx: Any):
@@ -72,17 +98,37 @@ def _summary_output(ctx: Any) -> Any:
     return types.Property(outputs)
 
 
-def _config(name: str, label: str, description: str) -> foo.OperatorConfig:
+#: How FiftyOne may split a delegated operation into parallel tasks (it takes effect where
+#: FiftyOne enables distributed execution: Enterprise; the open-source build forces it off).
+#: Each task labels one shard (:func:`_distributed_task`).
+DISTRIBUTED_TASKS = {"min_distributed_tasks": 2, "max_distributed_tasks": None, "recommended_distributed_tasks": 4}
+
+
+def _config(name: str, label: str, description: str, distributed: bool = True) -> foo.OperatorConfig:
     return foo.OperatorConfig(
         name=name, label=label, description=description, dynamic=True,
         allow_immediate_execution=True, allow_delegated_execution=True,
-        default_choice_to_delegated=False)
+        default_choice_to_delegated=False, allow_distributed_execution=distributed,
+        **(DISTRIBUTED_TASKS if distributed else {}))
 
 
 class _Base(foo.Operator):
     def resolve_delegation(self, ctx: Any) -> bool | None:
         d = ctx.params.get("delegate")
         return None if d is None else bool(d)
+
+    def resolve_execution_options(self, ctx: Any) -> Any:
+        """FiftyOne's options plus the distributed task counts this operator accepts."""
+        opts = super().resolve_execution_options(ctx)
+        if not getattr(self.config, "kwargs", {}).get("min_distributed_tasks"):
+            return opts
+        from fiftyone.operators.executor import ExecutionOptions
+
+        return ExecutionOptions(
+            allow_immediate_execution=opts.allow_immediate_execution,
+            allow_delegated_execution=opts.allow_delegated_execution,
+            default_choice_to_delegated=opts.default_choice_to_delegated,
+            allow_distributed_execution=opts.allow_delegated_execution, **DISTRIBUTED_TASKS)
 
     def resolve_output(self, ctx: Any) -> Any:
         return _summary_output(ctx)
@@ -119,7 +165,7 @@ class AutoLabel(_Base):
             _target(ctx), label_field=p.get("label_field") or "sam2_auto",
             semantic_field=p.get("semantic_field") or None, model=model_spec(p),
             label=p.get("label", "object"), overwrite=bool(p.get("overwrite")),
-            progress=_progress(ctx), **amg)
+            progress=_progress(ctx), **_workers(ctx), **amg)
         return _finish(ctx, result)
 
 
@@ -150,7 +196,7 @@ class Segment(_Base):
             _target(ctx), prompt_field=p.get("prompt_field"), label_field=p.get("label_field") or "sam2",
             negative_field=p.get("negative_field") or None, model=model_spec(p),
             batch_size=int(p.get("batch_size") or 1), multimask_output=bool(p.get("multimask_output")),
-            overwrite=bool(p.get("overwrite")), progress=_progress(ctx))
+            overwrite=bool(p.get("overwrite")), progress=_progress(ctx), **_workers(ctx))
         return _finish(ctx, result)
 
 
@@ -192,7 +238,7 @@ class Track(_Base):
             direction=p.get("direction") or "both", model=model_spec(p),
             sequence_by=p.get("sequence_by") or None, order_by=p.get("order_by") or "filepath",
             lost_threshold=float(p.get("lost_threshold") or 0.0),
-            overwrite=bool(p.get("overwrite")), progress=_progress(ctx))
+            overwrite=bool(p.get("overwrite")), progress=_progress(ctx), **_workers(ctx))
         return _finish(ctx, result)
 
 
@@ -202,7 +248,8 @@ class Evaluate(_Base):
     @property
     def config(self) -> foo.OperatorConfig:
         return _config("sam2_evaluate", "SAM 2: evaluate masks (J&F / mIoU)",
-                       "DAVIS J&F for videos, mIoU for images, per sample and for the dataset")
+                       "DAVIS J&F for videos, mIoU for images, per sample and for the dataset",
+                       distributed=False)  # one summary over the whole view
 
     def resolve_input(self, ctx: Any) -> Any:
         inputs = types.Object()

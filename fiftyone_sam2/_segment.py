@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _resume
+from ._distributed import run_sharded, wants_workers
 from ._convert import box_to_xyxy, keypoint_to_points, mask_to_detection
 from ._fields import require_label_field, require_media, split_field
 from ._media import load_image
@@ -131,6 +132,8 @@ def segment(
     multimask_output: bool = False,
     overwrite: bool = False,
     progress: _resume.ProgressFn | None = None,
+    executor: Any = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Segment the objects of ``prompt_field`` in every image of ``view`` with SAM 2.
 
@@ -147,6 +150,8 @@ def segment(
         multimask_output: ask for 3 masks per prompt and keep the highest-scoring one.
         overwrite: allow writing into an existing field not made by a segment run.
         progress: ``fn(fraction, text)``.
+        executor, workers: ``executor="ray", workers=N`` segments shards of the view on N Ray
+            workers sharing this database (:mod:`fiftyone_sam2._distributed`); None: here.
 
     Returns:
         The run summary: processed / skipped / failed counts and the first errors.
@@ -169,6 +174,10 @@ def segment(
                                        "choose another name or set overwrite=True")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, received {batch_size}")
+    if wants_workers(executor, workers):
+        return run_sharded("segment", view, dict(
+            prompt_field=prompt_field, label_field=label_field, negative_field=negative_field, model=spec,
+            batch_size=batch_size, multimask_output=multimask_output, overwrite=overwrite), executor, workers, progress)
     sam = load_model(spec)
     from sam2_plugins import SAM2ImagePredictor
 

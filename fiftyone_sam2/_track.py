@@ -31,6 +31,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import _resume
+from ._distributed import run_sharded, wants_workers
 from ._convert import box_to_xyxy, detection_to_mask, keypoint_to_points, mask_to_box_and_crop
 from ._fields import require_label_field, require_media, split_field
 from ._media import video_frame_count
@@ -196,6 +197,8 @@ def track(
     lost_threshold: float = 0.0,
     overwrite: bool = False,
     progress: _resume.ProgressFn | None = None,
+    executor: Any = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Track the objects prompted in ``prompt_field`` through each video of ``view``.
 
@@ -211,6 +214,9 @@ def track(
         order_by: image collections: field giving frame order within a sequence.
         lost_threshold: an object whose object-score logit is <= this is reported lost.
         overwrite, progress: see :func:`fiftyone_sam2.segment`.
+        executor, workers: ``executor="ray", workers=N`` tracks shards of the view on N Ray
+            workers (one video, or one whole image sequence, per unit; see
+            :mod:`fiftyone_sam2._distributed`); None: here.
 
     Returns:
         The run summary (processed / skipped / failed counts, first errors).
@@ -250,6 +256,11 @@ def track(
         if order_by and not view.has_field(order_by):
             raise ValueError(f"order_by field {order_by!r} does not exist")
         units = _sequences(view, sequence_by, order_by)
+    if wants_workers(executor, workers):
+        return run_sharded("track", view, dict(
+            prompt_field=prompt_field, label_field=label_field, direction=direction, model=spec,
+            sequence_by=sequence_by, order_by=order_by, lost_threshold=lost_threshold, overwrite=overwrite),
+            executor, workers, progress, units=units)
     sam = load_model(spec)
     from sam2_plugins import SAM2VideoPredictor
 

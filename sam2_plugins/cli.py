@@ -5,6 +5,8 @@ Subcommands:
   download NAME [NAME ...]    fetch official checkpoints into the cache
   segment IMAGE --point X,Y   segment one image from clicks / a box; writes a mask and an overlay
   fiftyone install            make FiftyOne find the bundled plugin (links it into its plugins dir)
+  label IMAGES_DIR --out DIR  automatic masks for a folder of images, one COCO-RLE JSON each
+                              (--executor ray for a Ray cluster; sam2_exec.cli)
 """
 
 from __future__ import annotations
@@ -106,6 +108,13 @@ def _cmd_fiftyone(args: argparse.Namespace) -> int:
     return int(fo_main(args.rest) or 0)
 
 
+def _cmd_label(args: argparse.Namespace) -> int:
+    # The execution layer is its own package (it may use Ray); imported only when asked for.
+    from sam2_exec.cli import main as label_main
+
+    return int(label_main(args.rest) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sam2-plugins", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,10 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fiftyone", help="FiftyOne plugin helpers (e.g. 'fiftyone install')")
     f.add_argument("rest", nargs=argparse.REMAINDER)
     f.set_defaults(func=_cmd_fiftyone)
+    lab = sub.add_parser("label", help="automatic masks for a folder of images (sam2-plugins label --help)",
+                         add_help=False)
+    lab.add_argument("rest", nargs=argparse.REMAINDER)
+    lab.set_defaults(func=_cmd_label)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["label"]:  # its own parser takes every argument, options in any order
+        return _cmd_label(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     if getattr(args, "checkpoint", None) == "none":
         args.checkpoint = None

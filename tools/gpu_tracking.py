@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -242,7 +243,7 @@ def finetune(out: Path, steps: int = 6) -> None:
     module = SAM2FineTuner(model=SAM2Model(replace(get_config(NAME), image_size=CFG["size"])).train(),
                            lr=1e-5, vision_lr=1e-5).to(dev).train()
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
-    T, O, S = (8 if dev == "cuda" else 2), 3, CFG["size"]
+    T, O, S = (8 if dev == "cuda" else 3), 3, CFG["size"]
     g = torch.Generator().manual_seed(0)
     images = torch.randn(T, 1, 3, S, S, generator=g)
     images = images.to(dev)
@@ -256,14 +257,17 @@ def finetune(out: Path, steps: int = 6) -> None:
         torch.cuda.reset_peak_memory_stats()
 
     def step() -> float:
-        with _autocast():
-            loss = module.loss_fn(module(batch), batch.masks)["core_loss"]
+        with _autocast(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # self.log() outside a Trainer
+            loss = module.training_step(batch, 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return float(loss)
 
-    for _ in range(2):  # warm-up
+    if dev != "cuda":
+        steps = 1
+    for _ in range(2 if dev == "cuda" else 1):  # warm-up
         step()
     _sync()
     t0 = time.perf_counter()
@@ -293,11 +297,11 @@ def encoder(out: Path, budget: float) -> None:
         row = {}
         for key, m in (("ours", ours), ("upstream", ref)):
             with torch.inference_mode(), _autocast():
-                for _ in range(3):
+                for _ in range(3 if CFG["device"] == "cuda" else 1):
                     m.forward_image(x)
                 _sync()
                 t0 = time.perf_counter()
-                n = max(2, 32 // bs)
+                n = max(2, 32 // bs) if CFG["device"] == "cuda" else 1
                 for _ in range(n):
                     m.forward_image(x)
                 _sync()
@@ -325,6 +329,8 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
+    if "finetune" in a.sections:
+        import lightning_module.module  # noqa: F401  (before any torchvision stand-in: torchmetrics probes it)
     from tests.ref_utils import install_torchvision_shim
 
     try:

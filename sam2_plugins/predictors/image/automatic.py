@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -155,9 +155,45 @@ class SAM2AutomaticMaskGenerator:
         rgb = to_rgb_float(image, self.predictor.normalize)
         self.last_stats = AMGStats(pred_iou_thresh=float(self.pred_iou_thresh),
                                    stability_score_thresh=float(self.stability_score_thresh))
-        data = self._generate_masks(rgb)
+        return self._records(self._generate_masks(rgb))
+
+    @torch.inference_mode()
+    def generate_batch(self, images: Sequence[Any], batch_size: Optional[int] = None) -> List[List[Dict[str, Any]]]:
+        """:meth:`generate` for several images, the image encoder running on batches.
+
+        The whole-image crop (layer 0) of ``batch_size`` images (default: all) is embedded in one
+        encoder pass (:meth:`SAM2ImagePredictor.set_image_batch`; sizes may differ); the extra
+        crop layers, if any, are embedded crop by crop as :meth:`generate` does. Masks equal
+        :meth:`generate`'s up to the float rounding of a batched encoder pass (batch 1: exactly).
+
+        Returns:
+            One list of records per image, in order. :attr:`last_stats` then counts the filters
+            over the whole batch; an image with no mask warns with that explanation.
+        """
+        if not isinstance(images, (list, tuple)) or not images:
+            raise ValueError(f"images must be a non-empty list, got {type(images).__name__}"
+                             + (" of length 0" if isinstance(images, (list, tuple)) else ""))
+        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        rgbs = [to_rgb_float(im, self.predictor.normalize) for im in images]
+        self.last_stats = AMGStats(pred_iou_thresh=float(self.pred_iou_thresh),
+                                   stability_score_thresh=float(self.stability_score_thresh))
+        step = int(batch_size or len(rgbs))
+        out: List[List[Dict[str, Any]]] = []
+        for start in range(0, len(rgbs), step):
+            chunk = rgbs[start:start + step]
+            self.predictor.set_image_batch(chunk, normalize="none")  # already in [0, 1]
+            try:
+                firsts = [self._crop_masks([0, 0, r.shape[1], r.shape[0]], 0, r.shape[:2], img_idx=i)
+                          for i, r in enumerate(chunk)]
+            finally:
+                self.predictor.reset_predictor()
+            out += [self._records(self._generate_masks(r, first=f)) for r, f in zip(chunk, firsts)]
+        return out
+
+    def _records(self, data: MaskData) -> List[Dict[str, Any]]:
         rles = data["rles"]
-        self.last_stats.kept = len(rles)
+        self.last_stats.kept += len(rles)
         if not rles:
             warnings.warn(f"automatic mask generator: {self.last_stats.explain()}", UserWarning, stacklevel=3)
         if self.output_mode == "coco_rle":
@@ -180,12 +216,13 @@ class SAM2AutomaticMaskGenerator:
         return records
 
     # ------------------------------------------------------------------ pipeline
-    def _generate_masks(self, rgb: np.ndarray) -> MaskData:
+    def _generate_masks(self, rgb: np.ndarray, first: Optional[MaskData] = None) -> MaskData:
+        """All crops of ``rgb``; ``first``: the whole-image crop's masks if already computed."""
         orig_size = rgb.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
         data = MaskData()
-        for crop_box, layer in zip(crop_boxes, layer_idxs):
-            data.cat(self._process_crop(rgb, crop_box, layer, orig_size))
+        for k, (crop_box, layer) in enumerate(zip(crop_boxes, layer_idxs)):
+            data.cat(first if k == 0 and first is not None else self._process_crop(rgb, crop_box, layer, orig_size))
         if len(crop_boxes) > 1 and "boxes" in data and len(data["rles"]) > 0:
             # Across crops prefer the mask from the smaller crop (finer detail).
             scores = (1 / box_area(data["crop_boxes"])).to(data["boxes"].device)
@@ -202,15 +239,22 @@ class SAM2AutomaticMaskGenerator:
     def _process_crop(self, rgb: np.ndarray, crop_box: List[int], layer: int,
                       orig_size: Tuple[int, int]) -> MaskData:
         x0, y0, x1, y1 = crop_box
-        crop = rgb[y0:y1, x0:x1, :]
-        crop_hw = crop.shape[:2]
-        self.predictor.set_image(crop, normalize="none")  # already in [0, 1]
+        self.predictor.set_image(rgb[y0:y1, x0:x1, :], normalize="none")  # already in [0, 1]
+        try:
+            return self._crop_masks(crop_box, layer, orig_size)
+        finally:
+            self.predictor.reset_predictor()
+
+    def _crop_masks(self, crop_box: List[int], layer: int, orig_size: Tuple[int, int],
+                    img_idx: int = -1) -> MaskData:
+        """Masks of one crop whose embedding is set (image ``img_idx`` of a batch)."""
+        x0, y0, x1, y1 = crop_box
+        crop_hw = (y1 - y0, x1 - x0)
         scale = np.array(crop_hw, dtype=np.float64)[None, ::-1]  # (w, h)
         points_for_image = self.point_grids[layer] * scale
         data = MaskData()
         for (points,) in batch_iterator(self.points_per_batch, points_for_image):
-            data.cat(self._process_batch(points, crop_hw, crop_box, orig_size))
-        self.predictor.reset_predictor()
+            data.cat(self._process_batch(points, crop_hw, crop_box, orig_size, img_idx))
         if "rles" not in data or len(data["rles"]) == 0:
             return MaskData()
         keep = batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros_like(data["boxes"][:, 0]),
@@ -249,7 +293,7 @@ class SAM2AutomaticMaskGenerator:
         st.stability += n - len(data["iou_preds"])
 
     def _process_batch(self, points: np.ndarray, crop_hw: Tuple[int, int], crop_box: List[int],
-                       orig_size: Tuple[int, int]) -> MaskData:
+                       orig_size: Tuple[int, int], img_idx: int = -1) -> MaskData:
         orig_h, orig_w = orig_size
         dev = self.predictor.device
         pts = torch.as_tensor(points, dtype=torch.float32, device=dev)
@@ -257,7 +301,7 @@ class SAM2AutomaticMaskGenerator:
         labels = torch.ones(in_pts.shape[0], dtype=torch.int, device=dev)
         masks, iou, low_res = self.predictor._predict(in_pts[:, None, :], labels[:, None],
                                                       multimask_output=self.multimask_output,
-                                                      return_logits=True)
+                                                      return_logits=True, img_idx=img_idx)
         data = MaskData(masks=masks.flatten(0, 1), iou_preds=iou.flatten(0, 1),
                         points=pts.repeat_interleave(masks.shape[1], dim=0),
                         low_res_masks=low_res.flatten(0, 1))
@@ -265,7 +309,7 @@ class SAM2AutomaticMaskGenerator:
         if self.use_m2m:
             in_pts = self._model_points(data["points"], crop_hw)
             lab = torch.ones(in_pts.shape[0], dtype=torch.int, device=dev)
-            m, ious = self.refine_with_m2m(in_pts, lab, data["low_res_masks"], self.points_per_batch)
+            m, ious = self.refine_with_m2m(in_pts, lab, data["low_res_masks"], self.points_per_batch, img_idx)
             data["masks"] = m.squeeze(1)
             data["iou_preds"] = ious.squeeze(1)
         self._filter(data)
@@ -282,7 +326,7 @@ class SAM2AutomaticMaskGenerator:
         return data
 
     def refine_with_m2m(self, points: torch.Tensor, point_labels: torch.Tensor,
-                        low_res_masks: torch.Tensor, points_per_batch: int
+                        low_res_masks: torch.Tensor, points_per_batch: int, img_idx: int = -1
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One refinement pass: each point again, with its mask's low-res logits as mask prompt.
 
@@ -292,7 +336,7 @@ class SAM2AutomaticMaskGenerator:
         out_m, out_i = [], []
         for p, lab, lr in batch_iterator(points_per_batch, points, point_labels, low_res_masks):
             m, iou, _ = self.predictor._predict(p[:, None, :], lab[:, None], mask_input=lr[:, None, :],
-                                                multimask_output=False, return_logits=True)
+                                                multimask_output=False, return_logits=True, img_idx=img_idx)
             out_m.append(m)
             out_i.append(iou)
         return torch.cat(out_m, dim=0), torch.cat(out_i, dim=0)
