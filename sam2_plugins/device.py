@@ -7,11 +7,11 @@ caller asks for bf16 explicitly.
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Optional, Union
+from typing import Any, ContextManager, Optional, Union
 
 import torch
 
-__all__ = ["pick_device", "autocast_context", "default_dtype", "DeviceLike"]
+__all__ = ["pick_device", "autocast_context", "default_dtype", "host_to_device", "DeviceLike"]
 
 DeviceLike = Union[str, torch.device, None]
 
@@ -74,3 +74,16 @@ def autocast_context(device: Union[torch.device, str], dtype: Union[torch.dtype,
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=dev.type, dtype=dtype)
+
+
+def host_to_device(values: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A tensor of Python numbers on ``device`` without a host-device synchronisation.
+
+    ``torch.tensor(values, device="cuda")`` copies from pageable memory, which makes the host
+    wait for the GPU; staged through pinned memory the copy is asynchronous (the tracking step
+    builds small index and position tensors this way).
+    """
+    t = torch.tensor(values, dtype=dtype)
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)

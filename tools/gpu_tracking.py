@@ -156,12 +156,19 @@ def video(out: Path, frames: int, budget: float) -> None:
         row["section_s"] = time.time() - t0
         _save(out)
 
-    measure("upstream", lambda: ref, str(folder), True)
-    measure("ours_eager", lambda: SAM2VideoPredictor(ours, fill_hole_area=0), arr, False)
-    if time.time() - T0 < budget:
+    want = CFG.get("video_configs")
+
+    def on(key: str, budget_frac: float) -> bool:
+        return key in want if want else time.time() - T0 < budget * budget_frac
+
+    if on("upstream", 10):
+        measure("upstream", lambda: ref, str(folder), True)
+    if on("ours_eager", 10):
+        measure("ours_eager", lambda: SAM2VideoPredictor(ours, fill_hole_area=0), arr, False)
+    if on("ours_compiled", 1.0):
         measure("ours_compiled", lambda: SAM2VideoPredictor(ours, fill_hole_area=0, compile=True,
                                                             compile_backend=CFG["backend"]), arr, False)
-    if time.time() - T0 < budget * 0.75:
+    if on("ours_compiled_cudagraphs", 0.75):
         measure("ours_compiled_cudagraphs",
                 lambda: SAM2VideoPredictor(ours, fill_hole_area=0, compile=True, compile_backend=CFG["backend"],
                                            compile_mode="reduce-overhead" if CFG["device"] == "cuda" else None),
@@ -179,13 +186,46 @@ def video(out: Path, frames: int, budget: float) -> None:
         if a and b:
             res.setdefault("time_ratio_10obj_over_1obj", {})[key] = a / b
     _save(out)
-    if time.time() - T0 < budget * 0.6:
+    if on("upstream_vos_optimized", 0.6):
         measure("upstream_vos_optimized",
                 lambda: build_sam2_video_predictor(UPSTREAM_YAML[NAME], ckpt_path=None, device=CFG["device"],
                                                    vos_optimized=True, hydra_overrides_extra=list(_extra())).eval(),
                 str(folder), True, objects=(1,))
     else:
         res["upstream_vos_optimized"] = {"skipped": "time budget"}
+    _save(out)
+
+
+def profile(out: Path, frames: int) -> None:
+    """Where a frame of eager tracking goes: cProfile of one timed propagation (1 object), and
+    the engine's per-stage seconds (each stage synchronised, so the total is slower)."""
+    import cProfile
+    import io
+    import pstats
+
+    from sam2_plugins import SAM2VideoPredictor
+    from tests.ref_utils import build_reference
+
+    _, arr, clicks = _video(frames)
+    ours = _our_model(build_reference(NAME, extra_overrides=_extra()))
+    pred = SAM2VideoPredictor(ours, fill_hole_area=0)
+    _propagate(pred, arr, clicks, 1, False)
+    prof = cProfile.Profile()
+    prof.enable()
+    sec, _ = _propagate(pred, arr, clicks, 1, False)
+    prof.disable()
+    res: Dict[str, Any] = {"fps_1obj": (frames - 1) / sec}
+    for key in ("cumulative", "tottime"):
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(28)
+        res[f"top_{key}"] = buf.getvalue()[-6000:]
+    pred.engine.timed, pred.engine.stats = True, {}
+    sec, _ = _propagate(pred, arr, clicks, 1, False)
+    res["stages_s_synchronised"] = dict(pred.engine.stats)
+    res["fps_1obj_stages_synchronised"] = (frames - 1) / sec
+    RESULTS["profile_eager_1obj"] = res
+    print("profile", res["fps_1obj"], res["stages_s_synchronised"], flush=True)
+    print(res["top_tottime"][:4000], flush=True)
     _save(out)
 
 
@@ -320,9 +360,14 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--budget", type=float, default=420.0, help="seconds after which expensive parts are skipped")
     ap.add_argument("--sections", default="syncs,encoder,finetune,video")
+    ap.add_argument("--video-configs", default="",
+                    help="comma list of video configurations to run regardless of the budget "
+                         "(upstream, ours_eager, ours_compiled, ours_compiled_cudagraphs, upstream_vos_optimized)")
     ap.add_argument("--smoke", action="store_true",
                     help="a CPU run of every section at 256² with few frames (checks the script, not speed)")
     a = ap.parse_args()
+    if a.video_configs:
+        CFG["video_configs"] = a.video_configs.split(",")
     if a.smoke:
         CFG.update(device="cpu", size=256, backend="eager", objects=(1, 2), batches=(1, 2))
         a.frames = min(a.frames, 3)
@@ -349,6 +394,8 @@ def main() -> None:
                 syncs(out, a.frames)
             elif sec == "finetune":
                 finetune(out)
+            elif sec == "profile":
+                profile(out, a.frames)
         except Exception:
             RESULTS.setdefault("errors", {})[sec] = traceback.format_exc()
             print(traceback.format_exc(), flush=True)

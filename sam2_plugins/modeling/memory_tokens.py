@@ -23,6 +23,7 @@ from typing import Any, List, Optional, Protocol, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..device import host_to_device
 from .rules import get_1d_sine_pe, pointer_window
 
 __all__ = ["MemoryTokens", "MemoryModel", "spatial_memory_tokens", "pointer_memory_tokens",
@@ -101,7 +102,7 @@ def _pointer_sine(t_diffs: Tuple[int, ...], t_diff_max: int, dim: int, device: t
     key = (t_diffs, t_diff_max, dim, device)
     hit = _SINE_CACHE.get(key)
     if hit is None:
-        rel = torch.tensor(t_diffs, device=device) / t_diff_max
+        rel = host_to_device(t_diffs, torch.float32, device) / t_diff_max
         hit = get_1d_sine_pe(rel, dim=dim)
         _SINE_CACHE[key] = hit
         while len(_SINE_CACHE) > 256:

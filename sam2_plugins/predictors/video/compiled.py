@@ -56,12 +56,48 @@ class CompiledStep:
         kw: Dict[str, Any] = {"backend": backend, "dynamic": False}
         if mode is not None and backend == "inductor":
             kw["mode"] = mode
-        self.encode_image: Callable[..., Any] = torch.compile(self._encode_image, **kw)
-        self.condition_decode: Callable[..., Any] = torch.compile(self._condition_decode, **kw)
-        self.select_encode: Callable[..., Any] = torch.compile(self._select_encode, **kw)
+        self._encode_image_c: Callable[..., Any] = torch.compile(self._encode_image, **kw)
+        self._condition_decode_c: Callable[..., Any] = torch.compile(self._condition_decode, **kw)
+        self._select_encode_c: Callable[..., Any] = torch.compile(self._select_encode, **kw)
+        # CUDA graphs (mode "reduce-overhead") reuse their output buffers on the next replay:
+        # every call starts a new step and what outlives the frame is cloned.
+        self.cudagraphs = mode is not None and "reduce-overhead" in mode
         self.spatial_cap = 0
         self.ptr_cap = 0
         self._masks: Dict[Tuple[Any, ...], torch.Tensor] = {}
+
+    # ---- calls -------------------------------------------------------------------------------
+    def _step(self) -> None:
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+
+    def _keep(self, x: Any) -> Any:
+        if not self.cudagraphs:
+            return x
+        if isinstance(x, torch.Tensor):
+            return x.clone()
+        if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
+            return type(x)(self._keep(v) for v in x)
+        if hasattr(x, "_fields"):  # NamedTuple
+            return type(x)(*(self._keep(v) for v in x))
+        return x
+
+    def encode_image(self, image: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor],
+                                                         List[Tuple[int, int]]]:
+        """The compiled image encoder: ``(feats, pos, sizes)`` as ``prepare_backbone_features``."""
+        self._step()
+        feats, pos, sizes = self._encode_image_c(image)
+        return self._keep(feats), self._keep(pos), sizes
+
+    def condition_decode(self, *args: Any) -> Candidates:
+        """Memory attention + mask decoder (a new CUDA-graph step begins here)."""
+        self._step()
+        return self._condition_decode_c(*args)
+
+    def select_encode(self, *args: Any) -> Tuple[SamOutputs, torch.Tensor]:
+        """Candidate selection, object pointer and memory encoder (outputs kept)."""
+        sam, feat = self._select_encode_c(*args)
+        return self._keep(sam), self._keep(feat)
 
     # ---- the compiled functions ------------------------------------------------------------
     def _encode_image(self, image: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor],
@@ -130,7 +166,8 @@ class CompiledStep:
             for r, (n_sp, n_ptr) in enumerate(layout):
                 mask[r, :n_sp] = True
                 mask[r, S:S + n_ptr] = True
-            mask = self._masks[key] = mask.to(device)
+            mask = self._masks[key] = mask.pin_memory().to(device, non_blocking=True) if device.type == "cuda" \
+                else mask.to(device)
             if len(self._masks) > 64:
                 self._masks.pop(next(iter(self._masks)))
         return mask

@@ -429,7 +429,7 @@ class SAM2VideoPredictor:
             if self.bounded_memory:
                 o.bank.trim(frame_idx, reverse, m.num_maskmem, m.memory_temporal_stride_for_eval,
                             max_ptr, keep_outputs=True, protected=policy.protected_frames(o.bank))
-        quality.record_many(outs_now, frame_idx, reverse)
+        quality.record_deferred(outs_now, frame_idx, reverse)  # no host sync per frame on a GPU
         all_masks = torch.cat(masks, dim=0)
         video = to_video_res(all_masks, state.video_height, state.video_width)
         if self.non_overlap_masks:

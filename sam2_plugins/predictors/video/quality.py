@@ -16,10 +16,18 @@ For every object and frame the tracker records:
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = ["FrameQuality", "QualityTracker", "suggest_correction_frames"]
+
+
+@dataclass
+class _Prompted:
+    """What a deferred record keeps of an output (not its tensors)."""
+
+    mask_from_points: bool
 
 
 @dataclass
@@ -58,8 +66,37 @@ class QualityTracker:
         self.iou_threshold = float(iou_threshold)
         self.score_margin = float(score_margin)
         self.window = None if window is None else int(window)
-        self.records: Dict[Any, Dict[int, FrameQuality]] = {}
+        self._records: Dict[Any, Dict[int, FrameQuality]] = {}
         self._was_lost: Dict[Any, bool] = {}
+        # Records whose values are still being copied from the GPU (see record_deferred).
+        self._pending: Deque[Tuple[Any, Any, List[Tuple[Any, Any]], int, bool]] = deque()
+        self._flushing = False
+
+    @property
+    def records(self) -> Dict[Any, Dict[int, FrameQuality]]:
+        """obj_id -> frame -> :class:`FrameQuality` (pending GPU records are completed first)."""
+        if self._pending and not self._flushing:
+            self.flush()
+        return self._records
+
+    def flush(self) -> None:
+        """Complete the records whose values were copied asynchronously (waits for the GPU)."""
+        self._drain(block=True)
+
+    def _drain(self, block: bool) -> None:
+        self._flushing = True
+        try:
+            while self._pending:
+                event, host, items, frame_idx, reverse = self._pending[0]
+                if not block and event is not None and not event.query():
+                    break
+                if event is not None:
+                    event.synchronize()
+                self._pending.popleft()
+                for (oid, out), v in zip(items, host.tolist()):
+                    self._record(oid, frame_idx, out, reverse, *v)
+        finally:
+            self._flushing = False
 
     def record(self, obj_id: Any, frame_idx: int, out: Any, reverse: bool) -> FrameQuality:
         """Record an output (a :class:`~.state.FrameOutput`) of ``obj_id`` on ``frame_idx``."""
@@ -72,12 +109,40 @@ class QualityTracker:
 
         if not items:
             return []
-        vals = torch.stack([torch.stack([
+        self.flush()
+        vals = self._values(items).cpu().tolist()
+        return [self._record(oid, frame_idx, out, reverse, *v) for (oid, out), v in zip(items, vals)]
+
+    def record_deferred(self, items: Sequence[Tuple[Any, Any]], frame_idx: int, reverse: bool) -> None:
+        """:meth:`record_many` without waiting for a GPU: the values are copied to pinned host
+        memory asynchronously and the records completed once the copy is done (or when they are
+        read), so tracking the next frame is not held up by a host-device synchronisation."""
+        import torch
+
+        if not items:
+            return
+        vals = self._values(items)
+        if vals.device.type != "cuda":
+            self.record_many(items, frame_idx, reverse)
+            return
+        host = torch.empty(vals.shape, dtype=vals.dtype, pin_memory=True)
+        host.copy_(vals, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        keep = [(oid, _Prompted(bool(out.mask_from_points))) for oid, out in items]
+        self._pending.append((event, host, keep, frame_idx, reverse))
+        self._drain(block=False)
+
+    @staticmethod
+    def _values(items: Sequence[Tuple[Any, Any]]) -> Any:
+        """(N, 3) device tensor: object score, predicted IoU, mask area of each output."""
+        import torch
+
+        return torch.stack([torch.stack([
             out.object_score_logits.reshape(-1)[0].float(),
             out.iou.reshape(-1)[0].float().to(out.object_score_logits.device),
             (out.pred_masks > 0).sum().float().to(out.object_score_logits.device)])
-            for _, out in items]).cpu().tolist()
-        return [self._record(oid, frame_idx, out, reverse, *v) for (oid, out), v in zip(items, vals)]
+            for _, out in items])
 
     def _record(self, obj_id: Any, frame_idx: int, out: Any, reverse: bool, score: float,
                 iou: float, area_f: float) -> FrameQuality:

@@ -31,6 +31,7 @@ from typing import Any, ContextManager, Dict, List, NamedTuple, Optional, Sequen
 import torch
 import torch.nn.functional as F
 
+from ...device import host_to_device
 from ...modeling.memory_tokens import MemoryTokens
 from ...modeling.rules import entry_field
 from ...modeling.sam_heads import SamOutputs
@@ -148,7 +149,7 @@ class TrackingStep:
         key = (tuple(rows), device)
         idx = self._index_cache.get(key)
         if idx is None:
-            idx = self._index_cache[key] = torch.tensor(rows, device=device)
+            idx = self._index_cache[key] = host_to_device(list(rows), torch.long, device)
         return idx
 
     def _top(self, feat: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
