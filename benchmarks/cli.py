@@ -82,11 +82,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(fn_name: str) -> Callable[[argparse.Namespace], int]:
+def _run(fn_name: str, module: str = "runs") -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from . import runs
-
-        meta = getattr(runs, fn_name)(args)
+        meta = getattr(importlib.import_module(f"benchmarks.{module}"), fn_name)(args)
         res = meta.get("results", {})
         keys = [k for k in ("J&F-Mean", "mIoU@1", "mIoU@5", "NoC@85", "NoC@90", "fps_end_to_end")
                 if isinstance(res.get(k), (int, float))]
@@ -291,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interactive-sequences", type=at_least(0), default=2,
                    help="synthetic sequences for the interactive video protocols (0: skip them)")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if ../shared/data is present")
-    p.set_defaults(func=_run("run_demo"))
+    p.set_defaults(func=_run("run_full_demo", "demo"))
     return parser
 
 

@@ -76,12 +76,12 @@ def _make_shifted_predictions(out: Path) -> List[str]:
     shifted by a drift that grows, eroded every 4th frame, emptied every 17th."""
     import numpy as np
 
-    from sam2_plugins.evaluation.readers import _mask_files, read_index_png, write_index_png
+    from sam2_plugins.evaluation.readers import mask_files, read_index_png, write_index_png
 
     ann = DATA / "Annotations" / "480p"
     sequences = sorted(p.name for p in ann.iterdir() if p.is_dir())
     for si, s in enumerate(sequences):
-        for t, f in enumerate(_mask_files(ann / s)):
+        for t, f in enumerate(mask_files(ann / s)):
             g = (read_index_png(f) > 0).astype(np.uint8)
             p = g
             if t:

@@ -18,18 +18,17 @@ changes its model's memory-encoding flag, so VOS and interactive runs never shar
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .datasets import SHARED_DATA, load_image_dataset, load_video_dataset
+from .datasets import load_image_dataset, load_video_dataset
 from .report import run_metadata, write_report
 
 __all__ = ["build_model", "video_predictor", "run_vos_command", "run_interactive_image_command",
-           "run_interactive_video_command", "run_demo", "EVAL_KEYS"]
+           "run_interactive_video_command", "EVAL_KEYS"]
 
 MODEL_ALIASES = {"nano": "sam2.1_hiera_nano", "tiny": "sam2.1_hiera_tiny", "small": "sam2.1_hiera_small",
                  "base_plus": "sam2.1_hiera_base_plus", "large": "sam2.1_hiera_large"}
@@ -318,31 +317,6 @@ def run_interactive_video_command(args: Any) -> Dict[str, Any]:
                                                          "pause_iou": args.pause_iou, "sequences": names})
     meta["results"] = res
     _add_execution(meta, runner)
-    write_report(Path(args.output_dir), meta)
-    return meta
-
-
-def run_demo(args: Any) -> Dict[str, Any]:
-    """The README's main job (see :mod:`benchmarks.demo`)."""
-    from .demo import run_full_demo
-
-    return run_full_demo(args)
-
-
-def run_vos_demo(args: Any) -> Dict[str, Any]:
-    """Zero-shot VOS with the demo model: DAVIS-2016 (a few short sequences) if present, else
-    synthetic videos; GT-mask prompt."""
-    davis = SHARED_DATA / "davis2016-val"
-    dataset = "davis" if davis.is_dir() and not args.synthetic else "synthetic"
-    ns = argparse.Namespace(
-        dataset=dataset, sequences=args.sequences, layout="auto", lifetime="own_video",
-        max_sequences=args.max_sequences, max_frames=args.max_frames, model=args.model,
-        checkpoint=args.checkpoint, device=args.device, dtype=args.dtype, prompt=args.prompt,
-        output_dir=args.output_dir, save_predictions=True, warmup=0,
-    )
-    _log(f"demo: {dataset} data, model {args.model} ({args.checkpoint} weights)")
-    meta = run_vos_command(ns)
-    meta["kind"] = "demo"
     write_report(Path(args.output_dir), meta)
     return meta
 

@@ -4,7 +4,9 @@ numpy (+ scipy for the click simulator) only; torch is imported only by the prot
 a model and by the SA-V RLE reader. Names are resolved lazily so ``import
 sam2_plugins.evaluation`` stays cheap (the ``evaluate`` CLI starts in a fraction of a second).
 
-Main entry points::
+Exported here: what a user calls (metrics, ``evaluate_*``, readers, protocols, synthetic data);
+the helpers behind them stay in their modules (``from sam2_plugins.evaluation.jf import
+boundary_map``). Main entry points::
 
     from sam2_plugins.evaluation import evaluate_folders, evaluate_sequence, summarize
     from sam2_plugins.evaluation import score_frame, db_statistics, mask_iou, next_click, noc
@@ -17,18 +19,12 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    # jf.py
-    "boundary_map": "jf", "f_radius": "jf", "disk_dilate": "jf", "jaccard": "jf",
-    "f_measure": "jf", "score_frame": "jf", "score_labels": "jf", "db_statistics": "jf",
-    # sequence.py / folders.py
+    # scores and metrics (DAVIS-exact J&F; IoU; NoC)
+    "jaccard": "jf", "f_measure": "jf", "score_frame": "jf", "db_statistics": "jf",
     "SequenceScores": "sequence", "evaluate_sequence": "sequence", "summarize": "sequence",
-    "STAT_KEYS": "sequence",
-    "evaluate_folders": "folders", "evaluate_sav_folders": "folders", "score_prediction_sequence": "folders",
-    # iou.py / clicks.py
-    "mask_iou": "iou", "batch_iou": "iou", "mean_iou": "iou",
-    "Click": "clicks", "Clicker": "clicks", "next_click": "clicks", "noc": "clicks",
-    "simulate_interaction": "clicks",
-    # readers
+    "evaluate_folders": "folders", "evaluate_sav_folders": "folders",
+    "mask_iou": "iou", "mean_iou": "iou", "noc": "clicks", "next_click": "clicks",
+    # readers and writers
     "read_davis": "readers", "read_vos_folder": "readers", "read_sav_json": "readers",
     "read_sav_png_folders": "readers", "read_index_png": "readers", "write_index_png": "readers",
     "VOSSequence": "readers", "Masklets": "readers",
@@ -37,9 +33,7 @@ _LAZY = {
     "ImageSample": "image_readers",
     # protocols (import torch only when a predictor is used)
     "run_vos": "protocols", "predict_vos": "protocols", "VOSRun": "protocols", "PROMPTS": "protocols",
-    "mask_to_box": "protocols", "synthetic_sequences": "protocols",
     "run_interactive_image": "protocols", "run_interactive_video": "protocols",
-    "InteractiveImageResult": "protocols", "image_predict_fn": "protocols",
     "run_vos_layout": "protocols", "vos_predictor": "protocols", "interactive_video_predictor": "protocols",
     # synthetic data
     "make_video": "synthetic", "make_image": "synthetic",

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import LazyMasks, _mask_files, find_annotation_root, list_sequences, read_index_png
+from .readers import LazyMasks, mask_files, find_annotation_root, list_sequences, read_index_png
 from .sequence import SequenceScores, check_sequence, evaluate_sequence, merge_parts, score_part, summarize
 
 __all__ = ["evaluate_folders", "evaluate_sav_folders", "score_prediction_sequence"]
@@ -48,7 +48,7 @@ def _binary_pred(a: np.ndarray) -> np.ndarray:
 
 def _pair_files(gt_dir: Path, pred_dir: Path, name: str) -> Tuple[List[Path], List[Path]]:
     """GT mask files of a sequence and the prediction files of the same names (checked)."""
-    gt_files = _mask_files(gt_dir)
+    gt_files = mask_files(gt_dir)
     if not pred_dir.is_dir():
         raise ValueError(f"prediction folder {pred_dir} for sequence {name} does not exist")
     present = set(os.listdir(pred_dir))
@@ -423,7 +423,7 @@ def _sav_object_dirs(gt_vid: Path, video: str) -> List[Path]:
 def _sav_video(gt_vid: Path, pred_vid: Path, video: str, skip: bool) -> List[SequenceScores]:
     out = []
     for d in _sav_object_dirs(gt_vid, video):
-        gt_files = _mask_files(d)
+        gt_files = mask_files(d)
         check_text_order(gt_files, f"{video}/{d.name}")
         pred_files = [pred_vid / d.name / f.name for f in gt_files]
         missing = [p.name for p in pred_files if not p.is_file()]

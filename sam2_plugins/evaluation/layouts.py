@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .readers import LazyMasks, VOSSequence, _mask_files, write_index_png
+from .readers import LazyMasks, VOSSequence, mask_files, write_index_png
 from .sequence import summarize
 from .vos_protocol import Prompts, _Collector, object_groups, track_objects, first_appearances
 from .vos_scoring import score_own_videos
@@ -77,7 +77,7 @@ def read_sav_layout(root: PathLike, videos: Optional[Sequence[str]] = None) -> L
     """The SA-V val/test layout (see the module docstring); ``videos`` default: every video
     folder under ``Annotations_6fps``."""
     from ..io import ImageFilesSource
-    from .readers import _image_files
+    from .readers import image_files
 
     root = Path(root)
     ann, img = root / SAV_ANNOTATIONS, root / SAV_IMAGES
@@ -95,8 +95,8 @@ def read_sav_layout(root: PathLike, videos: Optional[Sequence[str]] = None) -> L
         obj_dirs = sorted((d for d in vdir.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
         if not obj_dirs:
             raise ValueError(f"{vdir} holds no per-object folders (expected <obj:03d>/<frame>.png)")
-        objects = {int(d.name): LazyMasks(_mask_files(d), what=f"mask of {v}/{d.name}") for d in obj_dirs}
-        frames = ImageFilesSource(_image_files(img / v), name=str(img / v))
+        objects = {int(d.name): LazyMasks(mask_files(d), what=f"mask of {v}/{d.name}") for d in obj_dirs}
+        frames = ImageFilesSource(image_files(img / v), name=str(img / v))
         out.append(SavVideo(v, frames, objects))
     return out
 

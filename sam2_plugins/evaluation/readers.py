@@ -232,7 +232,7 @@ def list_sequences(ann_root: Path, image_sets: Optional[Path] = None) -> List[st
     return sorted(p.name for p in ann_root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _mask_files(folder: Path) -> List[Path]:
+def mask_files(folder: Path) -> List[Path]:
     if not folder.is_dir():
         raise ValueError(f"mask folder {folder} does not exist")
     files = [p for p in folder.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith(".")]
@@ -288,7 +288,7 @@ def read_davis(
         raise ValueError(f"sequences not found under {ann_root}: {missing}")
     out = []
     for seq in sequences:
-        files = _mask_files(ann_root / seq)
+        files = mask_files(ann_root / seq)
         binary = year == 2016 or (year == "auto" and _is_binary_255(files[0]))
         masks = LazyMasks(files, _binary_from_255 if binary else None, what=f"GT mask of {seq}")
         img_dir = root / "JPEGImages" / resolution / seq
@@ -297,13 +297,13 @@ def read_davis(
         if img_dir.is_dir():
             from ..io import ImageFilesSource
 
-            frames = ImageFilesSource(_image_files(img_dir), name=str(img_dir))
+            frames = ImageFilesSource(image_files(img_dir), name=str(img_dir))
             annotated = _match_names(frames.frame_names or [], masks.names, seq)
         out.append(VOSSequence(seq, frames, masks, annotated, masks.names))
     return out
 
 
-def _image_files(folder: Path) -> List[Path]:
+def image_files(folder: Path) -> List[Path]:
     from ..io.folder import IMAGE_EXTENSIONS, sort_frame_files
 
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
@@ -343,8 +343,8 @@ def read_vos_folder(
 
     out = []
     for seq in sequences:
-        files = _mask_files(ann_root / seq)
-        frames = ImageFilesSource(_image_files(img_root / seq), name=str(img_root / seq))
+        files = mask_files(ann_root / seq)
+        frames = ImageFilesSource(image_files(img_root / seq), name=str(img_root / seq))
         names = [p.stem for p in files]
         annotated = _match_names(frames.frame_names or [], names, seq)
         out.append(VOSSequence(seq, frames, LazyMasks(files, what=f"GT mask of {seq}"), annotated, names))
@@ -419,7 +419,7 @@ def read_sav_png_folders(root: PathLike, video: str) -> Masklets:
     obj_dirs = sorted((p for p in vdir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     if not obj_dirs:
         raise ValueError(f"{vdir} holds no per-object folders (expected <obj:03d>/<frame>.png)")
-    loaders = {int(d.name): LazyMasks(_mask_files(d), what=f"mask of {video}/{d.name}") for d in obj_dirs}
+    loaders = {int(d.name): LazyMasks(mask_files(d), what=f"mask of {video}/{d.name}") for d in obj_dirs}
     first = next(iter(loaders.values()))
     names = first.names
     for obj, lm in loaders.items():

@@ -125,7 +125,6 @@ def first_appearances(seq: VOSSequence, lifetime: str = "own_video") -> Prompts:
     return out
 
 
-_first_appearances = first_appearances  # the earlier private name
 
 
 def object_groups(prompts: Prompts, separate: bool) -> List[Tuple[int, List[int]]]:

@@ -31,7 +31,7 @@ raise ``ValueError``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -43,7 +43,6 @@ __all__ = [
     "NORMALIZE_MODES",
     "to_rgb_float",
     "prepare_image_tensor",
-    "prepare_image_batch",
     "image_hw",
 ]
 
@@ -190,11 +189,3 @@ def prepare_image_tensor(rgb_float: Union[np.ndarray, torch.Tensor], size: int,
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
-
-
-def prepare_image_batch(images: Sequence[Any], size: int,
-                        device: Optional[Union[str, torch.device]] = None,
-                        normalize: str = "auto") -> torch.Tensor:
-    """Images of any accepted form (sizes may differ) -> ``(B, 3, S, S)`` model input."""
-    return torch.cat([prepare_image_tensor(to_rgb_float(im, normalize), size, device)
-                      for im in images], dim=0)

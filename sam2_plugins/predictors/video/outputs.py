@@ -12,7 +12,7 @@ the video's resolution, rows in object order. Writers take such logits or boolea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -155,9 +155,3 @@ def read_palette_png(path: PathLike) -> np.ndarray:
 
     with Image.open(path) as im:
         return np.array(im)
-
-
-def frames_to_dict(obj_ids: Sequence[Any], mask_logits: torch.Tensor) -> Mapping[Any, np.ndarray]:
-    """``{obj_id: (H, W) bool}`` from one frame's ``(N, 1, H, W)`` logits."""
-    arr = binarize(mask_logits)
-    return {oid: arr[i] for i, oid in enumerate(obj_ids)}
