@@ -15,7 +15,7 @@ import argparse
 import io
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 
 def _parse_xy(text: str, count: int = 2) -> List[float]:
@@ -99,20 +99,26 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_fiftyone(args: argparse.Namespace) -> int:
+#: Adapters add subcommands through this entry-point group (``name = "module:main"``, where
+#: ``main(argv)`` returns an exit code), so the core never imports an adapter.
+COMMAND_GROUP = "sam2_plugins.cli"
+
+
+def adapter_commands() -> Dict[str, Any]:
+    """Installed adapter subcommands: name -> entry point (loaded only when run)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+
+def _run_adapter(name: str, ep: Any, rest: Sequence[str]) -> int:
     try:
-        from fiftyone_sam2._install import main as fo_main
+        fn = ep.load()
     except ImportError as exc:
-        print(f"the FiftyOne plugin needs its extra: pip install 'sam2-plugins[fiftyone]' ({exc})", file=sys.stderr)
+        print(f"error: the '{name}' command ({ep.value}) cannot be loaded: {exc}; install its extra "
+              f"(pip install 'sam2-plugins[all]', or the extra the command's docs name)", file=sys.stderr)
         return 2
-    return int(fo_main(args.rest) or 0)
-
-
-def _cmd_label(args: argparse.Namespace) -> int:
-    # The execution layer is its own package (it may use Ray); imported only when asked for.
-    from sam2_exec.cli import main as label_main
-
-    return int(label_main(args.rest) or 0)
+    return int(fn(list(rest)) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,20 +140,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="out/segment")
     s.add_argument("--overwrite", action="store_true", help="replace mask.png / overlay.png already in --out")
     s.set_defaults(func=_cmd_segment)
-    f = sub.add_parser("fiftyone", help="FiftyOne plugin helpers (e.g. 'fiftyone install')")
-    f.add_argument("rest", nargs=argparse.REMAINDER)
-    f.set_defaults(func=_cmd_fiftyone)
-    lab = sub.add_parser("label", help="automatic masks for a folder of images (sam2-plugins label --help)",
-                         add_help=False)
-    lab.add_argument("rest", nargs=argparse.REMAINDER)
-    lab.set_defaults(func=_cmd_label)
+    for name, ep in sorted(adapter_commands().items()):
+        a = sub.add_parser(name, add_help=False, help=f"{_ADAPTER_HELP.get(name, 'an adapter command')} "
+                                                     f"({ep.value.split(':')[0]}; '{name} --help')")
+        a.add_argument("rest", nargs=argparse.REMAINDER)
+        a.set_defaults(func=lambda args, name=name, ep=ep: _run_adapter(name, ep, args.rest))
     return p
+
+
+_ADAPTER_HELP = {"fiftyone": "FiftyOne plugin helpers (e.g. 'fiftyone install')",
+                 "label": "automatic masks for a folder of images, one COCO-RLE JSON each"}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["label"]:  # its own parser takes every argument, options in any order
-        return _cmd_label(argparse.Namespace(rest=argv[1:]))
+    commands = adapter_commands()
+    if argv and argv[0] in commands:  # the adapter's own parser takes every argument, in any order
+        return _run_adapter(argv[0], commands[argv[0]], argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "checkpoint", None) == "none":
         args.checkpoint = None

@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 FORBIDDEN = ("napari", "qtpy", "PyQt6", "PyQt5", "PySide6", "fiftyone", "lightning",
-             "pytorch_lightning", "hydra", "omegaconf", "torchvision")
+             "pytorch_lightning", "hydra", "omegaconf", "torchvision", "ray",
+             # the adapters and runners themselves: the core never imports them
+             "napari_sam2", "fiftyone_sam2", "lightning_module", "benchmarks", "sam2_exec")
 
 
 def _modules_after(code: str) -> set:
@@ -30,7 +32,9 @@ def test_public_api_and_core_modules_import_no_framework() -> None:
         "import sam2_plugins.evaluation, sam2_plugins.io, sam2_plugins.checkpoints, sam2_plugins.device\n"
         "import importlib, pkgutil\n"
         "for m in pkgutil.walk_packages(s.__path__, 'sam2_plugins.'):\n"
-        "    if m.name != 'sam2_plugins.cli': importlib.import_module(m.name)\n"
+        "    importlib.import_module(m.name)\n"
+        "import sam2_plugins.cli as cli\n"
+        "cli.build_parser()\n"
     )
     mods = _modules_after(code)
     assert not [m for m in mods if m.split(".")[0] in FORBIDDEN]
@@ -43,3 +47,31 @@ def test_unknown_attribute_is_a_clear_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sam2_plugins.nope  # noqa: B018
+
+
+def test_core_uses_no_other_package_and_no_private_names() -> None:
+    """No module of the core imports an adapter or runner package (by source), and no module
+    anywhere imports another package's underscored names."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    packages = ("sam2_plugins", "napari_sam2", "fiftyone_sam2", "lightning_module", "benchmarks", "sam2_exec")
+    core_bad, private = [], []
+    for pkg in packages:
+        for path in (repo / pkg).rglob("*.py"):
+            for i, line in enumerate(path.read_text().splitlines(), 1):
+                m = re.match(r"\s*(?:from\s+([\w.]+)\s+import\s+(.+)|import\s+([\w.]+))", line)
+                if not m:
+                    continue
+                mod = m.group(1) or m.group(3) or ""
+                top = mod.split(".")[0]
+                if pkg == "sam2_plugins" and top in packages[1:]:
+                    core_bad.append(f"{path.relative_to(repo)}:{i}")
+                if top in packages and top != pkg:
+                    names = (m.group(2) or "").replace("(", "").split(",")
+                    parts = mod.split(".")[1:] + [n.split(" as ")[0].strip() for n in names if n.strip()]
+                    if any(p.startswith("_") and not p.startswith("__") for p in parts):
+                        private.append(f"{path.relative_to(repo)}:{i}: {line.strip()}")
+    assert not core_bad, f"the core imports an adapter: {core_bad}"
+    assert not private, "modules import another package's private names:\n" + "\n".join(private)
