@@ -21,7 +21,7 @@ from .export import export_checkpoint
 from .losses import LossWeights, SAM2Loss
 from .lora import DEFAULT_LORA_TARGETS, add_lora, is_lora_param
 from .metrics import JandF, MaskIoU, best_candidate
-from .optim import cosine_lambda, param_groups
+from .optim import CosineSchedule, GroupSchedule, freeze_prefixes, param_groups
 from .prompts import PromptConfig, plan_prompts, sample_center_points
 from .tracking import ClipBatch, forward_clip, predict_first_click
 
@@ -72,7 +72,11 @@ class SAM2FineTuner(pl.LightningModule):
         min_lr_ratio, warmup_steps: cosine schedule to ``min_lr_ratio`` × the start rate after a
             linear warm-up, stepped every optimizer step over the trainer's estimated steps.
         freeze_image_encoder: do not train the image encoder at all (see also
-            :class:`~lightning_module.callbacks.ImageEncoderFreeze` for schedules).
+            :class:`~lightning_module.callbacks.ImageEncoderFreeze` to unfreeze it mid-run).
+        freeze: parameter-name prefixes not to train (e.g. ``["image_encoder",
+            "sam_prompt_encoder"]``); a prefix that matches nothing is an error.
+        train_only: the opposite: train only parameters under these prefixes (e.g.
+            ``["sam_mask_decoder"]``). Both apply after LoRA's own choice.
         lora_rank: > 0 adds LoRA adapters (:mod:`lightning_module.lora`) and trains only them
             plus the parameters matching ``lora_trainable`` (default: the mask decoder).
         lora_alpha, lora_targets, lora_trainable: adapter scale, target layers and extras.
@@ -88,7 +92,8 @@ class SAM2FineTuner(pl.LightningModule):
                  attention_dropout: Optional[float] = None,
                  lr: float = 5e-6, vision_lr: Optional[float] = 3e-6, weight_decay: float = 0.1,
                  layer_decay: float = 0.9, min_lr_ratio: float = 0.1, warmup_steps: int = 0,
-                 freeze_image_encoder: bool = False, lora_rank: int = 0, lora_alpha: float = 16.0,
+                 freeze_image_encoder: bool = False, freeze: Sequence[str] = (),
+                 train_only: Sequence[str] = (), lora_rank: int = 0, lora_alpha: float = 16.0,
                  lora_targets: Sequence[str] = DEFAULT_LORA_TARGETS,
                  lora_trainable: Sequence[str] = ("sam_mask_decoder.",),
                  prompts: Optional[Dict[str, Any]] = None,
@@ -118,6 +123,8 @@ class SAM2FineTuner(pl.LightningModule):
             for name, p in self.model.named_parameters():
                 if is_lora_param(name) or any(name.startswith(t) for t in lora_trainable):
                     p.requires_grad_(True)
+        if freeze or train_only:
+            freeze_prefixes(self.model, list(freeze), list(train_only) or None)
         self.val_jf = JandF()
         self.val_miou = MaskIoU()
         self.val_miou_best = MaskIoU()
@@ -129,7 +136,24 @@ class SAM2FineTuner(pl.LightningModule):
         return forward_clip(self.model, batch, plan, self.prompt_cfg, self.rng)
 
     # ------------------------------------------------------------------ steps
+    def _check_batch(self, batch: ClipBatch) -> None:
+        size = getattr(self.model, "image_size", None)
+        if size is not None and tuple(batch.images.shape[-2:]) != (size, size):
+            name = getattr(getattr(self.model, "config", None), "name", "the model")
+            raise ValueError(f"batch images are {tuple(batch.images.shape[-2:])} but {name} takes "
+                             f"({size}, {size}) inputs: make the data at image_size {size}")
+
+    def on_train_start(self) -> None:
+        # With max_steps only, Lightning sets max_epochs = -1 and progress bars print
+        # "Epoch 1/-2"; the run really lasts ceil(max_steps / steps per epoch) epochs.
+        t = self.trainer
+        per_epoch = t.num_training_batches / max(t.accumulate_grad_batches, 1)
+        if t.max_epochs in (None, -1) and t.max_steps > 0 and np.isfinite(per_epoch) \
+                and per_epoch > 0:
+            t.fit_loop.max_epochs = int(np.ceil(t.max_steps / per_epoch))
+
     def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
+        self._check_batch(batch)
         outs = self(batch)
         losses = self.loss_fn(outs, batch.masks)
         loss = losses["core_loss"]
@@ -150,6 +174,7 @@ class SAM2FineTuner(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: ClipBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_batch(batch)
         outs = self(batch)
         gt = batch.masks
         if batch.num_frames > 1:
@@ -186,8 +211,9 @@ class SAM2FineTuner(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
         if not np.isfinite(total) or total <= 0:
             total = 1
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, cosine_lambda(int(total), hp.warmup_steps, hp.min_lr_ratio))
+        # GroupSchedule, not LambdaLR: groups added later (ImageEncoderFreeze unfreezing the
+        # encoder) follow the same schedule instead of breaking the scheduler
+        sched = GroupSchedule(opt, CosineSchedule(int(total), hp.warmup_steps, hp.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ export
