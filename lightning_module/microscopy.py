@@ -54,6 +54,9 @@ class ImageFolderSource:
         mask_suffix: what mask names add to the image name (``"_masks"`` for cellpose-style
             ``x_masks.tif``); with a suffix, images and masks may share one folder.
         allow_unpaired: train on the pairs and only warn about files without a partner.
+        cache_mb: keep decoded images in memory up to this many MB (per process): training
+            draws the same few images again and again, and decoding a 16-bit TIFF and its
+            percentiles costs more than a crop. 0 turns it off.
 
     Raises:
         ValueError: unpaired files (listed), the same folder twice, an image that is a stack
@@ -62,8 +65,11 @@ class ImageFolderSource:
     """
 
     def __init__(self, images: PathLike, masks: PathLike, mask_suffix: str = "",
-                 allow_unpaired: bool = False) -> None:
+                 allow_unpaired: bool = False, cache_mb: float = 1024.0) -> None:
         self.items = _pairs(images, masks, mask_suffix, allow_unpaired, "image_folder")
+        self.cache_bytes = int(cache_mb * 2 ** 20)
+        self._cache: Dict[int, RawClip] = {}
+        self._cached = 0
         for ip, mp in self.items:
             for path, what in ((ip, "image"), (mp, "mask")):
                 shape = peek_shape(path)
@@ -79,13 +85,21 @@ class ImageFolderSource:
         return len(self.items)
 
     def __getitem__(self, i: int) -> RawClip:
+        hit = self._cache.get(i)
+        if hit is not None:
+            return hit
         ip, mp = self.items[i]
         img = to_rgb_uint8(read_array(ip), str(ip))
         ids = labels_to_ids(read_array(mp), str(mp))
         if ids.shape != img.shape[:2]:
             raise ValueError(f"mask {mp} is {ids.shape[0]}x{ids.shape[1]} but image {ip} is "
                              f"{img.shape[0]}x{img.shape[1]}")
-        return RawClip(img[None], ids[None], ip.stem)
+        clip = RawClip(img[None], ids[None], ip.stem)
+        size = img.nbytes + ids.nbytes
+        if self._cached + size <= self.cache_bytes:  # callers never write into a RawClip
+            self._cache[i] = clip
+            self._cached += size
+        return clip
 
     def sample(self, i: int, rng: np.random.Generator) -> RawClip:
         """A training draw of item ``i`` (an image has nothing random to draw)."""

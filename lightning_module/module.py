@@ -132,6 +132,7 @@ class SAM2FineTuner(pl.LightningModule):
     # ------------------------------------------------------------------ forward
     def forward(self, batch: ClipBatch) -> List[Dict[str, Any]]:
         """Per-frame outputs of a clip batch under this mode's prompt protocol."""
+        self._check_batch(batch)
         plan = plan_prompts(batch.masks, self.prompt_cfg, self.rng, training=self.training)
         return forward_clip(self.model, batch, plan, self.prompt_cfg, self.rng)
 
@@ -153,7 +154,6 @@ class SAM2FineTuner(pl.LightningModule):
             t.fit_loop.max_epochs = int(np.ceil(t.max_steps / per_epoch))
 
     def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
-        self._check_batch(batch)
         outs = self(batch)
         losses = self.loss_fn(outs, batch.masks)
         loss = losses["core_loss"]
@@ -174,7 +174,6 @@ class SAM2FineTuner(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: ClipBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._check_batch(batch)
         outs = self(batch)
         gt = batch.masks
         if batch.num_frames > 1:
@@ -199,6 +198,8 @@ class SAM2FineTuner(pl.LightningModule):
         if self.hparams.val_click_miou:
             self.log("val/mIoU_1click", self.val_miou.compute(), prog_bar=True)
             self.log("val/mIoU_1click_best_of_masks", self.val_miou_best.compute())
+            # how many objects the scores cover (summed over processes by the metric)
+            self.log("val/objects", self.val_miou.count.float())
         self.val_jf.reset()
         self.val_miou.reset()
         self.val_miou_best.reset()

@@ -241,7 +241,8 @@ def plan_prompts(gt_masks: torch.Tensor, cfg: PromptConfig, rng: np.random.Gener
         gt_masks: (T, O, H, W) bool masks of the O objects on the T frames, at input size.
         cfg: probabilities and counts.
         rng: clip-level random generator (same seed on every DDP rank).
-        training: False gives the evaluation protocol: mask prompt on frame 0, no corrections.
+        training: False gives the evaluation protocol: mask prompt on frame 0 (a centre click
+            on 1-frame clips), no corrections, nothing random.
 
     Returns:
         A :class:`PromptPlan`. Single images (T = 1) are always point/box prompted and
@@ -286,7 +287,9 @@ def plan_prompts(gt_masks: torch.Tensor, cfg: PromptConfig, rng: np.random.Gener
         else:
             coords, labels = sample_center_points(m, None)
         plan.point_inputs[t] = {"point_coords": coords, "point_labels": labels}
-    if use_points:
+    if use_points and training:
+        # (evaluation: no corrective clicks, which are random draws; the score of a fixed
+        # clip must be the same on every pass)
         extra = n_correct - len(cond)
         plan.frames_to_correct = cond + (
             [int(t) for t in rng.choice(rest, extra, replace=False)] if extra > 0 else [])
