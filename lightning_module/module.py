@@ -70,7 +70,8 @@ class SAM2FineTuner(pl.LightningModule):
         weight_decay: AdamW decay of weights (biases / norms: 0).
         layer_decay: layer-wise LR decay inside the Hiera trunk (1: off).
         min_lr_ratio, warmup_steps: cosine schedule to ``min_lr_ratio`` × the start rate after a
-            linear warm-up, stepped every optimizer step over the trainer's estimated steps.
+            linear warm-up, stepped every optimizer step over the trainer's estimated steps;
+            with a trainer ``max_time`` it follows whichever of steps and time is further on.
         freeze_image_encoder: do not train the image encoder at all (see also
             :class:`~lightning_module.callbacks.ImageEncoderFreeze` to unfreeze it mid-run).
         freeze: parameter-name prefixes not to train (e.g. ``["image_encoder",
@@ -214,8 +215,23 @@ class SAM2FineTuner(pl.LightningModule):
             total = 1
         # GroupSchedule, not LambdaLR: groups added later (ImageEncoderFreeze unfreezing the
         # encoder) follow the same schedule instead of breaking the scheduler
-        sched = GroupSchedule(opt, CosineSchedule(int(total), hp.warmup_steps, hp.min_lr_ratio))
+        sched = GroupSchedule(opt, CosineSchedule(int(total), hp.warmup_steps, hp.min_lr_ratio,
+                                                  clock=self._time_fraction))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _time_fraction(self) -> float:
+        """Fraction of the trainer's ``max_time`` spent training (0 without a time limit)."""
+        from lightning.pytorch.callbacks import Timer
+
+        trainer = self._trainer
+        timer = next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, Timer)), None)
+        if timer is None:
+            return 0.0
+        left = timer.time_remaining("train")
+        spent = timer.time_elapsed("train")
+        if left is None or spent + left <= 0:
+            return 0.0
+        return spent / (spent + left)
 
     # ------------------------------------------------------------------ export
     def export(self, path: Union[str, Path], dtype: Optional[torch.dtype] = torch.float32) -> Path:

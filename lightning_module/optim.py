@@ -89,17 +89,23 @@ def param_groups(model: nn.Module, lr: float, vision_lr: Optional[float], weight
 class CosineSchedule:
     """Multiplier of the initial LR at a step: linear warm-up, then cosine to ``min_ratio``.
 
-    A plain object (not a closure), so a scheduler holding it can be pickled.
+    With a ``clock`` (a function giving the fraction of a time budget spent, 0..1), the cosine
+    follows whichever is further along, the steps or the clock, so a run stopped by its time
+    limit still ends at the low rate.
     """
 
-    def __init__(self, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1) -> None:
+    def __init__(self, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1,
+                 clock: Optional[Callable[[], float]] = None) -> None:
         self.total = max(int(total_steps), 1)
         self.warmup_steps, self.min_ratio = int(warmup_steps), float(min_ratio)
+        self.clock = clock
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / max(self.warmup_steps, 1)
         t = min((step - self.warmup_steps) / max(self.total - self.warmup_steps, 1), 1.0)
+        if self.clock is not None:
+            t = max(t, min(float(self.clock()), 1.0))
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
