@@ -10,6 +10,7 @@ Commands:
   video-memory       video memory use (benchmarks.video_memory)
   evaluate-speed     time ``evaluate`` against the official DAVIS evaluator on the golden data
   napari-speed       napari plugin: click -> Labels latency, propagation overhead (needs Xvfb or a display)
+  finetune-stardist  fine-tune the demo model on stardist nuclei with the documented recipes, before / after
   report             one HTML page (+ Markdown) from several run folders / JSON files
   demo               zero-shot VOS with the demo model on DAVIS (if present) or synthetic data
 
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("video-memory", ("benchmarks.video_memory",), "video memory use"),
         ("evaluate-speed", ("benchmarks.evaluate_speed",), "evaluate speed versus the official DAVIS evaluator"),
         ("napari-speed", ("benchmarks.napari_speed",), "napari plugin click latency and propagation overhead"),
+        ("finetune-stardist", ("benchmarks.finetune_stardist",),
+         "fine-tune the demo model on stardist nuclei (2D, 3D) and score it before / after"),
     ):
         p = sub.add_parser(name, help=f"{helptext} (arguments are passed on to {mods[0]})", add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)

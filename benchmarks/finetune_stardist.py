@@ -18,7 +18,8 @@ one click at each nucleus's centre (the pixel farthest from its border), with
 Metric: Z-propagation J&F with ``SAM2VideoPredictor`` over the held-out sub-volume: each nucleus
 gets its ground-truth mask on the first plane where it appears, is propagated to the last
 plane, and is scored (DAVIS J and F) on every plane after the prompt, including the planes
-where it has ended (there an empty prediction scores 1).
+where it has ended (there an empty prediction scores 1). ``J_present`` is J over the planes
+where the nucleus is present only (an empty prediction scores 0 there).
 
 Needs ``../shared/data/stardist`` (or ``--data``). Wall times depend on the machine and its
 load; the JSON records steps, seconds, threads and the load average.
@@ -109,15 +110,20 @@ def z_propagation_jf(model: Any, volume: np.ndarray, labels: np.ndarray) -> Dict
             continue  # nothing after the prompt to score
         pred.reset_state(state)
         pred.add_new_mask(state, frame_idx=first, obj_id=1, mask=gt[first])
-        scores = []
+        scores, present = [], []
         with torch.inference_mode():
             for t, _, logits in pred.propagate_in_video(state, start_frame_idx=first):
                 if t > first:
                     scores.append(score_frame(logits[0, 0].cpu().numpy() > 0, gt[t], radius))
-        j, f = np.mean(scores, 0)
-        per_obj.append((j, f))
-    j, f = np.mean(per_obj, 0)
-    return {"J&F": float((j + f) / 2), "J": float(j), "F": float(f), "objects": len(per_obj)}
+                    present.append(bool(gt[t].any()))
+        sc = np.asarray(scores)
+        j, f = sc.mean(0)
+        # J on the planes where the nucleus is there: an empty prediction scores 0 here, so
+        # this part cannot be raised by predicting nothing
+        per_obj.append((j, f, sc[np.asarray(present), 0].mean() if any(present) else np.nan))
+    j, f, jp = np.nanmean(per_obj, 0)
+    return {"J&F": float((j + f) / 2), "J": float(j), "F": float(f), "J_present": float(jp),
+            "objects": len(per_obj)}
 
 
 def _load(checkpoint: str) -> Any:
@@ -143,14 +149,23 @@ def score(checkpoint: str, data: Dict[str, Path]) -> Dict[str, Dict[str, float]]
     return out
 
 
-def train(config: Path, train_dir: Path, val_dir: Path, export: Path, threads: int,
+def _sources(config: Path, key: str, root: Path) -> str:
+    """The config's ``data.<key>`` with its ``/path/to/<x>`` placeholders pointing into ``root``."""
+    import yaml
+
+    specs = yaml.safe_load(config.read_text())["data"][key]
+    text = json.dumps(specs).replace("/path/to/train", str(root / "train")).replace(
+        "/path/to/val", str(root / "val"))
+    return text
+
+
+def train(config: Path, data_root: Path, export: Path, threads: int,
           extra: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Run the documented CLI recipe on these folders; returns steps, wall time and the log."""
-    spec = lambda d: json.dumps([{"kind": _kind(config), "images": str(d / "images"),  # noqa: E731
-                                  "masks": str(d / "masks")}])
+    """Run the documented CLI recipe on ``data_root/{train,val}``; returns steps and wall time."""
     logs = export.parent / f"logs_{export.stem}"
     cmd = [sys.executable, "-m", "lightning_module.cli", "fit", "--config", str(config),
-           f"--data.train_sources={spec(train_dir)}", f"--data.val_sources={spec(val_dir)}",
+           f"--data.train_sources={_sources(config, 'train_sources', data_root)}",
+           f"--data.val_sources={_sources(config, 'val_sources', data_root)}",
            f"--trainer.logger.init_args.save_dir={logs}", "--export", str(export), *(extra or [])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     t0 = time.time()
@@ -159,12 +174,7 @@ def train(config: Path, train_dir: Path, val_dir: Path, export: Path, threads: i
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise RuntimeError(f"training failed ({proc.returncode}):\n{log[-4000:]}")
-    return {"command": " ".join(cmd[1:]), "wall_seconds": round(wall, 1), "steps": _steps(logs),
-            "log_tail": log[-1500:]}
-
-
-def _kind(config: Path) -> str:
-    return "stack" if "3d" in config.stem else "image_folder"
+    return {"command": " ".join(cmd[1:]), "wall_seconds": round(wall, 1), "steps": _steps(logs)}
 
 
 def _steps(log_root: Path) -> Optional[int]:
@@ -202,7 +212,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if skip:
             continue
         out = args.out_dir / f"nuclei_{dim}.pt"
-        run = train(config, data[f"{dim}/train"], data[f"{dim}/val"], out, args.threads)
+        run = train(config, args.out_dir / "data" / dim, out, args.threads)
         after = score(str(out), data)[dim]
         result[dim] = {"config": str(config.relative_to(ROOT)), "steps": run["steps"],
                        "wall_seconds": run["wall_seconds"], "after": after,

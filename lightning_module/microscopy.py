@@ -180,8 +180,9 @@ class StackSource:
         img, ids = self._arrays(k)
         sel = slice(start, start + (self.num_frames - 1) * self.stride + 1, self.stride)
         frames, masks = stack_to_rgb_uint8(img[sel], str(self.stacks[k][0])), ids[sel]
-        if reverse:
-            frames, masks = frames[::-1], masks[::-1]
+        reverse = reverse and self.num_frames > 1
+        if reverse:  # copies: torch cannot take arrays with negative strides
+            frames, masks = frames[::-1].copy(), masks[::-1].copy()
         name = f"{self.stacks[k][0].stem}@{self.axis}{start}{'r' if reverse else ''}"
         return RawClip(np.ascontiguousarray(frames), np.ascontiguousarray(masks), name)
 

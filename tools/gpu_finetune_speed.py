@@ -111,7 +111,8 @@ def main(argv: List[str] = None) -> int:
 
         out.update(torch=torch.__version__, lightning=lightning.__version__)
         if args.smoke:
-            out.update(device="cpu (smoke run: nano at 256², fp32)", image_size=256)
+            out.update(device="cpu (smoke run: no timing value)", model="sam2.1_hiera_nano (random init)",
+                       image_size=256, precision="32-true")
         else:
             if not torch.cuda.is_available():
                 raise RuntimeError("no CUDA device (use --smoke to check the script on a CPU)")

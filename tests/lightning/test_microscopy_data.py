@@ -105,6 +105,8 @@ def test_a_3d_stack_is_refused_as_an_image_and_read_as_clips_by_the_stack_source
     rng = np.random.default_rng(0)
     names = {src.sample(0, rng).name for _ in range(30)}
     assert any(n.endswith("r") for n in names) and any(not n.endswith("r") for n in names)
+    planes = build_source({"kind": "stack", "num_frames": 1, **spec})  # planes as 1-frame clips
+    assert len(planes) == 31 and prepare_clip(planes.sample(5, rng), 64, 3) is not None
     # a 2D image is not a stack, and label stacks must match the image stack
     tifffile.imwrite(tmp_path / "masks" / "vol.tif", lab[:30])
     with pytest.raises(ValueError, match=r"label stack .*vol.tif has shape \(30, 61, 57\) but image "
@@ -187,3 +189,21 @@ def test_stack_clips_include_absent_frames_so_the_object_score_trains(tmp_path):
     with pytest.raises(ValueError, match=r"batch images are \(64, 64\) but sam2.1_hiera_nano takes "
                                          r"\(256, 256\)"):
         module(BatchedClips([src], 1, 1, 64, geometries=[Geometry(scale=2.0)])[0])
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.parametrize("dim", ["2d", "3d"])
+def test_shipped_nuclei_recipes_run_through_the_cli_on_stardist(shared_data, tmp_path, dim):
+    """The documented configs, as the benchmark runs them, for a few steps (the full recipe
+    is ``python -m benchmarks finetune-stardist``, not a test)."""
+    from benchmarks.finetune_stardist import CONFIG_2D, CONFIG_3D, prepare_data, train
+    from sam2_plugins import build_sam2
+
+    prepare_data(shared_data / "stardist", tmp_path / "data")
+    out = tmp_path / f"n{dim}.pt"
+    run = train(CONFIG_2D if dim == "2d" else CONFIG_3D, tmp_path / "data" / dim, out, threads=1,
+                extra=["--trainer.max_steps=2", "--trainer.val_check_interval=2",
+                       "--data.val_batches=1"])
+    assert run["steps"] is not None and run["steps"] >= 1
+    build_sam2("sam2.1_hiera_nano", checkpoint=out, device="cpu")
