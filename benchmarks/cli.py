@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed")
+_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed",
+               "finetune-stardist")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -190,7 +190,8 @@ def _steps(log_root: Path) -> Optional[int]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks finetune-stardist", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with img2d.tif, mask2d.tif, img3d.tif, mask3d.tif")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="folder with img2d.tif, mask2d.tif, img3d.tif, mask3d.tif")
     p.add_argument("--out-dir", type=Path, default=Path("finetune_stardist_run"))
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")),

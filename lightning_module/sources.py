@@ -1,12 +1,13 @@
-"""Where clips come from: synthetic videos, VOS folders, instance-mask images, COCO JSON.
+"""Where clips come from: synthetic videos, VOS folders, COCO JSON.
 
 Every source is a map-style dataset whose item is a :class:`RawClip`: uint8 frames
 (T, H, W, 3) and an int64 id map (T, H, W) (0 = background, 1..K objects). Images are 1-frame
 clips. ``source[i]`` is deterministic (validation reads it, and must read the same clip on
 every pass); sources with something to draw (a clip's start, its direction) also have
 ``sample(i, rng)``, which training uses. 2D microscopy images and 3D / time-lapse stacks are
-in :mod:`lightning_module.microscopy`. Bad files raise ``ValueError`` naming the file; videos shorter than the clip length are
-skipped with a warning when the source is indexed (and an empty source is an error).
+in :mod:`lightning_module.microscopy`. Bad files raise ``ValueError`` naming the file; videos
+shorter than the clip length are skipped with a warning when the source is indexed (and an
+empty source is an error).
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def demo_datamodule(args: argparse.Namespace, image_size: int):
                                       if getattr(args, "image_first_steps", 0) else None))
 
 
-def freeze_prefixes(model: "torch.nn.Module", freeze: List[str],
+def freeze_prefixes(model: Any, freeze: List[str],
                     train_only: Optional[List[str]] = None) -> int:
     """:func:`lightning_module.optim.freeze_prefixes` with this script's flag names."""
     from .optim import freeze_prefixes as _freeze
