@@ -71,7 +71,8 @@ class SAM2FineTuner(pl.LightningModule):
         layer_decay: layer-wise LR decay inside the Hiera trunk (1: off).
         min_lr_ratio, warmup_steps: cosine schedule to ``min_lr_ratio`` × the start rate after a
             linear warm-up, stepped every optimizer step over the trainer's estimated steps;
-            with a trainer ``max_time`` it follows whichever of steps and time is further on.
+            with a trainer ``max_time`` (one process) it follows whichever of steps and time is
+            further on.
         freeze_image_encoder: do not train the image encoder at all (see also
             :class:`~lightning_module.callbacks.ImageEncoderFreeze` to unfreeze it mid-run).
         freeze: parameter-name prefixes not to train (e.g. ``["image_encoder",
@@ -224,7 +225,9 @@ class SAM2FineTuner(pl.LightningModule):
         from lightning.pytorch.callbacks import Timer
 
         trainer = self._trainer
-        timer = next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, Timer)), None)
+        if trainer is None or trainer.world_size > 1:
+            return 0.0  # each process has its own clock: rates must stay equal across replicas
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
         if timer is None:
             return 0.0
         left = timer.time_remaining("train")
