@@ -13,6 +13,7 @@ Commands:
   evaluate-speed     time ``evaluate`` against the official DAVIS evaluator on the golden data
   napari-speed       napari plugin: click -> Labels latency, propagation overhead (needs Xvfb or a display)
   scale              throughput in-process vs Ray workers; image encoder throughput vs batch size
+  finetune-stardist  fine-tune the demo model on stardist nuclei with the documented recipes, before / after
   report             one HTML page (+ Markdown) from several run folders / JSON files
   demo               zero-shot VOS with the demo model on DAVIS (if present) or synthetic data
 
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("evaluate-speed", ("benchmarks.evaluate_speed",), "evaluate speed versus the official DAVIS evaluator"),
         ("napari-speed", ("benchmarks.napari_speed",), "napari plugin click latency and propagation overhead"),
         ("scale", ("benchmarks.scale",), "throughput in-process vs Ray workers, image encoder vs batch size"),
+        ("finetune-stardist", ("benchmarks.finetune_stardist",),
+         "fine-tune the demo model on stardist nuclei (2D, 3D) and score it before / after"),
     ):
         p = sub.add_parser(name, help=f"{helptext} (arguments are passed on to {mods[0]})", add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -293,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed", "scale")
+_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed", "scale",
+               "finetune-stardist")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -308,6 +312,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "executor"):  # bad executor options are refused before a folder is made
+            from .distributed import check_executor_args
+
+            check_executor_args(args, str(getattr(args, "command", "") or ""))
         check_outputs(args)  # before any work: outputs never replace inputs or mix runs
         rc = int(args.func(args) or 0)
         if rc == 0:

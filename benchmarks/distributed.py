@@ -311,13 +311,21 @@ class Distributed:
         return out
 
 
-def distributed_for(args: Any, kind: str) -> Optional[Distributed]:
-    """A :class:`Distributed` when ``args`` ask for ``--executor ray``, else None (checks the
-    executor options either way)."""
+def check_executor_args(args: Any, kind: str) -> bool:
+    """Check the executor options of ``args`` (raises ``ValueError``); True for ``--executor ray``.
+
+    Cheap and side-effect free: the CLI calls it before it creates any output folder.
+    """
     if executor_options(args)["executor"] != "ray":
-        return None
+        return False
     layout = getattr(args, "layout", "auto") or "auto"
     if kind != "interactive-image" and layout not in RAY_LAYOUTS:
         raise ValueError(f"--executor ray runs the {'/'.join(RAY_LAYOUTS[1:])} layouts and synthetic data; "
                          f"--layout {layout} runs in-process (drop --executor ray)")
-    return Distributed(args, kind)
+    return True
+
+
+def distributed_for(args: Any, kind: str) -> Optional[Distributed]:
+    """A :class:`Distributed` when ``args`` ask for ``--executor ray``, else None (checks the
+    executor options either way)."""
+    return Distributed(args, kind) if check_executor_args(args, kind) else None

@@ -4,6 +4,7 @@ Main entry points::
 
     from lightning_module import SAM2FineTuner, SAM2DataModule, SAM2Loss, export_checkpoint
     python -m lightning_module.cli fit --config lightning_module/configs/finetune_davis.yaml
+    python -m lightning_module.cli fit --config lightning_module/configs/finetune_nuclei.yaml
     python -m lightning_module.train_demo --out PATH --max-steps N --accelerator auto
 
 Names are imported lazily so that ``import lightning_module`` stays cheap.
@@ -18,6 +19,9 @@ _LAZY = {
     "SAM2FineTuner": "lightning_module.module",
     "build_model": "lightning_module.module",
     "SAM2DataModule": "lightning_module.datamodules",
+    "ImageFolderSource": "lightning_module.microscopy",
+    "StackSource": "lightning_module.microscopy",
+    "Geometry": "lightning_module.geometry",
     "SAM2Loss": "lightning_module.losses",
     "LossWeights": "lightning_module.losses",
     "PromptConfig": "lightning_module.prompts",

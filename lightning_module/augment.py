@@ -45,14 +45,9 @@ def resize_clip(frames: torch.Tensor, masks: torch.Tensor, size: int
     if masks.shape != frames.shape[:3]:
         raise ValueError(f"masks {tuple(masks.shape)} must be (T, H, W) like the frames "
                          f"{tuple(frames.shape[:3])}")
-    x = frames.permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True).clamp_(0, 1)
-    m = masks.long()
-    if m.shape[-2:] != (size, size):
-        m = F.interpolate(m[:, None].float(), size=(size, size), mode="nearest-exact")[:, 0].long()
-    return x, m
+    from .geometry import squash_clip
+
+    return squash_clip(frames, masks, size)
 
 
 def _affine_matrix(angle: float, shear: float, scale: float, tx: float, ty: float

@@ -1,14 +1,19 @@
 """``python -m lightning_module.cli fit --config lightning_module/configs/<x>.yaml``.
 
-A plain :class:`~lightning.pytorch.cli.LightningCLI` over :class:`SAM2FineTuner` and
-:class:`SAM2DataModule`: every argument of both (and of the Trainer: strategy ddp / fsdp,
-devices, num_nodes, precision bf16-mixed, gradient_clip_val, ...) is settable from YAML or
-the command line. ``--export PATH`` writes the official checkpoint after ``fit``.
+A :class:`~lightning.pytorch.cli.LightningCLI` over :class:`SAM2FineTuner` and
+:class:`SAM2DataModule`: every argument of both (``model.freeze``, ``model.train_only``,
+``data.scale``, ...) and of the Trainer (strategy ddp / fsdp, devices, num_nodes, precision
+bf16-mixed, gradient_clip_val, callbacks, ...) is settable from YAML or the command line.
+
+Extra options of ``fit``:
+
+* ``--export PATH`` writes the official ``{"model": state_dict}`` checkpoint after ``fit``.
+* ``--validate_before_fit true`` (default) scores the starting model on the validation data
+  first, so the log (and the console) starts with the baseline.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import List, Optional
 
 from lightning.pytorch.cli import LightningCLI
@@ -20,22 +25,46 @@ __all__ = ["SAM2CLI", "main"]
 
 
 class SAM2CLI(LightningCLI):
-    """LightningCLI with an ``--export`` option on ``fit``."""
+    """LightningCLI with ``--export`` and ``--validate_before_fit`` on ``fit``."""
 
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[override]
         parser.add_argument("--export", type=Optional[str], default=None,
                             help="write an official {'model': state_dict} file here after fit")
+        parser.add_argument("--validate_before_fit", type=bool, default=True,
+                            help="validate the starting model before training (the baseline)")
+
+    def _sub(self, key: str, default=None):
+        return self.config.get(self.subcommand, {}).get(key, default) if self.subcommand else default
+
+    def _check_sizes(self) -> None:
+        # a data.image_size that the model cannot take fails here, before anything runs
+        if isinstance(self.datamodule, SAM2DataModule):
+            self.datamodule.check_model(self.model)
+
+    def before_validate(self) -> None:
+        self._check_sizes()
+
+    def before_fit(self) -> None:
+        self._check_sizes()
+        dm = self.datamodule
+        if self._sub("validate_before_fit", True) and getattr(dm, "val_specs", None):
+            res = self.trainer.validate(self.model, datamodule=dm, verbose=False)
+            if self.trainer.is_global_zero and res:
+                scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(res[0].items()))
+                print(f"baseline (before training): {scores}", flush=True)
 
     def after_fit(self) -> None:
-        path = self.config.get(self.subcommand, {}).get("export") if self.subcommand else None
+        path = self._sub("export")
         if path and self.trainer.is_global_zero:
             self.model.export(path)
             print(f"exported {path}")
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    SAM2CLI(SAM2FineTuner, SAM2DataModule, save_config_kwargs={"overwrite": True},
-            args=args if args is not None else sys.argv[1:])
+    """Run the CLI on ``args`` (from Python) or, when None, on the command line."""
+    # args=None lets LightningCLI read sys.argv itself; passing sys.argv[1:] explicitly made
+    # it warn "LightningCLI's args parameter ... not recommended" on every run
+    SAM2CLI(SAM2FineTuner, SAM2DataModule, save_config_kwargs={"overwrite": True}, args=args)
 
 
 if __name__ == "__main__":

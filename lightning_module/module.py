@@ -21,7 +21,7 @@ from .export import export_checkpoint
 from .losses import LossWeights, SAM2Loss
 from .lora import DEFAULT_LORA_TARGETS, add_lora, is_lora_param
 from .metrics import JandF, MaskIoU, best_candidate
-from .optim import cosine_lambda, param_groups
+from .optim import CosineSchedule, GroupSchedule, freeze_prefixes, param_groups
 from .prompts import PromptConfig, plan_prompts, sample_center_points
 from .tracking import ClipBatch, forward_clip, predict_first_click
 
@@ -70,9 +70,15 @@ class SAM2FineTuner(pl.LightningModule):
         weight_decay: AdamW decay of weights (biases / norms: 0).
         layer_decay: layer-wise LR decay inside the Hiera trunk (1: off).
         min_lr_ratio, warmup_steps: cosine schedule to ``min_lr_ratio`` × the start rate after a
-            linear warm-up, stepped every optimizer step over the trainer's estimated steps.
+            linear warm-up, stepped every optimizer step over the trainer's estimated steps;
+            with a trainer ``max_time`` (one process) it follows whichever of steps and time is
+            further on.
         freeze_image_encoder: do not train the image encoder at all (see also
-            :class:`~lightning_module.callbacks.ImageEncoderFreeze` for schedules).
+            :class:`~lightning_module.callbacks.ImageEncoderFreeze` to unfreeze it mid-run).
+        freeze: parameter-name prefixes not to train (e.g. ``["image_encoder",
+            "sam_prompt_encoder"]``); a prefix that matches nothing is an error.
+        train_only: the opposite: train only parameters under these prefixes (e.g.
+            ``["sam_mask_decoder"]``). Both apply after LoRA's own choice.
         lora_rank: > 0 adds LoRA adapters (:mod:`lightning_module.lora`) and trains only them
             plus the parameters matching ``lora_trainable`` (default: the mask decoder).
         lora_alpha, lora_targets, lora_trainable: adapter scale, target layers and extras.
@@ -88,7 +94,8 @@ class SAM2FineTuner(pl.LightningModule):
                  attention_dropout: Optional[float] = None,
                  lr: float = 5e-6, vision_lr: Optional[float] = 3e-6, weight_decay: float = 0.1,
                  layer_decay: float = 0.9, min_lr_ratio: float = 0.1, warmup_steps: int = 0,
-                 freeze_image_encoder: bool = False, lora_rank: int = 0, lora_alpha: float = 16.0,
+                 freeze_image_encoder: bool = False, freeze: Sequence[str] = (),
+                 train_only: Sequence[str] = (), lora_rank: int = 0, lora_alpha: float = 16.0,
                  lora_targets: Sequence[str] = DEFAULT_LORA_TARGETS,
                  lora_trainable: Sequence[str] = ("sam_mask_decoder.",),
                  prompts: Optional[Dict[str, Any]] = None,
@@ -118,6 +125,8 @@ class SAM2FineTuner(pl.LightningModule):
             for name, p in self.model.named_parameters():
                 if is_lora_param(name) or any(name.startswith(t) for t in lora_trainable):
                     p.requires_grad_(True)
+        if freeze or train_only:
+            freeze_prefixes(self.model, list(freeze), list(train_only) or None)
         self.val_jf = JandF()
         self.val_miou = MaskIoU()
         self.val_miou_best = MaskIoU()
@@ -125,10 +134,27 @@ class SAM2FineTuner(pl.LightningModule):
     # ------------------------------------------------------------------ forward
     def forward(self, batch: ClipBatch) -> List[Dict[str, Any]]:
         """Per-frame outputs of a clip batch under this mode's prompt protocol."""
+        self._check_batch(batch)
         plan = plan_prompts(batch.masks, self.prompt_cfg, self.rng, training=self.training)
         return forward_clip(self.model, batch, plan, self.prompt_cfg, self.rng)
 
     # ------------------------------------------------------------------ steps
+    def _check_batch(self, batch: ClipBatch) -> None:
+        size = getattr(self.model, "image_size", None)
+        if size is not None and tuple(batch.images.shape[-2:]) != (size, size):
+            name = getattr(getattr(self.model, "config", None), "name", "the model")
+            raise ValueError(f"batch images are {tuple(batch.images.shape[-2:])} but {name} takes "
+                             f"({size}, {size}) inputs: make the data at image_size {size}")
+
+    def on_train_start(self) -> None:
+        # With max_steps only, Lightning sets max_epochs = -1 and progress bars print
+        # "Epoch 1/-2"; the run really lasts ceil(max_steps / steps per epoch) epochs.
+        t = self.trainer
+        per_epoch = t.num_training_batches / max(t.accumulate_grad_batches, 1)
+        if t.max_epochs in (None, -1) and t.max_steps > 0 and np.isfinite(per_epoch) \
+                and per_epoch > 0:
+            t.fit_loop.max_epochs = int(np.ceil(t.max_steps / per_epoch))
+
     def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
         outs = self(batch)
         losses = self.loss_fn(outs, batch.masks)
@@ -174,6 +200,8 @@ class SAM2FineTuner(pl.LightningModule):
         if self.hparams.val_click_miou:
             self.log("val/mIoU_1click", self.val_miou.compute(), prog_bar=True)
             self.log("val/mIoU_1click_best_of_masks", self.val_miou_best.compute())
+            # how many objects the scores cover (summed over processes by the metric)
+            self.log("val/objects", self.val_miou.count.float())
         self.val_jf.reset()
         self.val_miou.reset()
         self.val_miou_best.reset()
@@ -186,9 +214,27 @@ class SAM2FineTuner(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
         if not np.isfinite(total) or total <= 0:
             total = 1
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, cosine_lambda(int(total), hp.warmup_steps, hp.min_lr_ratio))
+        # GroupSchedule, not LambdaLR: groups added later (ImageEncoderFreeze unfreezing the
+        # encoder) follow the same schedule instead of breaking the scheduler
+        sched = GroupSchedule(opt, CosineSchedule(int(total), hp.warmup_steps, hp.min_lr_ratio,
+                                                  clock=self._time_fraction))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _time_fraction(self) -> float:
+        """Fraction of the trainer's ``max_time`` spent training (0 without a time limit)."""
+        from lightning.pytorch.callbacks import Timer
+
+        trainer = self._trainer
+        if trainer is None or trainer.world_size > 1:
+            return 0.0  # each process has its own clock: rates must stay equal across replicas
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None:
+            return 0.0
+        left = timer.time_remaining("train")
+        spent = timer.time_elapsed("train")
+        if left is None or spent + left <= 0:
+            return 0.0
+        return spent / (spent + left)
 
     # ------------------------------------------------------------------ export
     def export(self, path: Union[str, Path], dtype: Optional[torch.dtype] = torch.float32) -> Path:

@@ -22,6 +22,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from sam2_plugins.modeling.rules import box_to_points
+
 __all__ = [
     "PromptConfig",
     "PromptPlan",
@@ -149,8 +151,8 @@ def sample_box_points(masks: torch.Tensor, noise: float = 0.1,
         box = box + jitter * torch.stack([dx, dy, dx, dy], -1)
         hi = torch.tensor([W - 1, H - 1, W - 1, H - 1], device=masks.device, dtype=box.dtype)
         box = torch.maximum(torch.minimum(box, hi), torch.zeros_like(hi))
-    labels = torch.tensor([2, 3], dtype=torch.int32, device=masks.device).repeat(B, 1)
-    return box.reshape(B, 2, 2), labels
+    coords, labels = box_to_points(box.reshape(B, 4))
+    return coords.to(box.dtype), labels.clone()  # clone: callers write into the labels
 
 
 def sample_error_points(gt: torch.Tensor, pred: Optional[torch.Tensor]
@@ -241,7 +243,8 @@ def plan_prompts(gt_masks: torch.Tensor, cfg: PromptConfig, rng: np.random.Gener
         gt_masks: (T, O, H, W) bool masks of the O objects on the T frames, at input size.
         cfg: probabilities and counts.
         rng: clip-level random generator (same seed on every DDP rank).
-        training: False gives the evaluation protocol: mask prompt on frame 0, no corrections.
+        training: False gives the evaluation protocol: mask prompt on frame 0 (a centre click
+            on 1-frame clips), no corrections, nothing random.
 
     Returns:
         A :class:`PromptPlan`. Single images (T = 1) are always point/box prompted and
@@ -286,7 +289,9 @@ def plan_prompts(gt_masks: torch.Tensor, cfg: PromptConfig, rng: np.random.Gener
         else:
             coords, labels = sample_center_points(m, None)
         plan.point_inputs[t] = {"point_coords": coords, "point_labels": labels}
-    if use_points:
+    if use_points and training:
+        # (evaluation: no corrective clicks, which are random draws; the score of a fixed
+        # clip must be the same on every pass)
         extra = n_correct - len(cond)
         plan.frames_to_correct = cond + (
             [int(t) for t in rng.choice(rest, extra, replace=False)] if extra > 0 else [])

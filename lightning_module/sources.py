@@ -1,9 +1,13 @@
-"""Where clips come from: synthetic videos, VOS folders, instance-mask images, COCO JSON.
+"""Where clips come from: synthetic videos, VOS folders, COCO JSON.
 
 Every source is a map-style dataset whose item is a :class:`RawClip`: uint8 frames
 (T, H, W, 3) and an int64 id map (T, H, W) (0 = background, 1..K objects). Images are 1-frame
-clips. Bad files raise ``ValueError`` naming the file; videos shorter than the clip length are
-skipped with a warning when the source is indexed (and an empty source is an error).
+clips. ``source[i]`` is deterministic (validation reads it, and must read the same clip on
+every pass); sources with something to draw (a clip's start, its direction) also have
+``sample(i, rng)``, which training uses. 2D microscopy images and 3D / time-lapse stacks are
+in :mod:`lightning_module.microscopy`. Bad files raise ``ValueError`` naming the file; videos
+shorter than the clip length are skipped with a warning when the source is indexed (and an
+empty source is an error).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .readers import labels_to_ids, read_array, to_rgb_uint8
+
 __all__ = [
     "RawClip",
     "SyntheticSource",
     "VideoFolderSource",
-    "ImageFolderSource",
     "CocoSource",
     "decode_coco_rle",
 ]
@@ -37,49 +42,6 @@ class RawClip:
     frames: np.ndarray
     masks: np.ndarray
     name: str = ""
-
-
-def _to_rgb_uint8(a: np.ndarray, name: str) -> np.ndarray:
-    """Grey / RGBA / uint16 / float images -> uint8 (H, W, 3) (16-bit: 1-99.8 percentile)."""
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3:
-        raise ValueError(f"{name}: expected an (H, W) or (H, W, C) image, got shape {a.shape}")
-    if a.shape[-1] == 1:
-        a = np.repeat(a, 3, -1)
-    a = a[..., :3]
-    if a.dtype != np.uint8:
-        a = a.astype(np.float64)
-        lo, hi = np.percentile(a, 1.0), np.percentile(a, 99.8)
-        a = np.clip((a - lo) / max(hi - lo, 1e-8) * 255.0, 0, 255)
-    return np.ascontiguousarray(a.astype(np.uint8))
-
-
-def _read_image(path: Path) -> np.ndarray:
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(str(path)))
-    if path.suffix.lower() == ".npy":
-        return np.load(path)
-    with Image.open(path) as im:
-        if im.mode in ("P", "L", "I", "I;16"):
-            return np.asarray(im)
-        return np.asarray(im.convert("RGB"))
-
-
-def _read_ids(path: Path) -> np.ndarray:
-    """An instance-id image (palette / grey / 16-bit PNG, TIFF or .npy) -> int64 (H, W)."""
-    a = _read_image(path)
-    if a.ndim == 3:  # colour-coded masks: every distinct colour is one object
-        flat = a.reshape(-1, a.shape[-1])
-        _, inv = np.unique(flat, axis=0, return_inverse=True)
-        ids = inv.reshape(a.shape[:2]).astype(np.int64)
-        bg = ids[(flat.sum(-1) == 0).reshape(a.shape[:2])]
-        if bg.size:
-            ids = np.where(ids == bg[0], 0, ids + (ids < bg[0]))
-        return ids
-    return a.astype(np.int64)
 
 
 class SyntheticSource:
@@ -141,7 +103,9 @@ class VideoFolderSource:
     ``root/<mask_dir>/<video>/<frame>.png`` (one id PNG per frame, DAVIS / YouTube-VOS) or
     ``root/<mask_dir>/<video>/<obj>/<frame>.png`` (one binary PNG per object, SA-V). Only frames
     that have masks are used (YouTube-VOS and SA-V annotate every 5th / 4th frame), and a
-    clip is ``num_frames`` consecutive annotated frames, ``stride`` apart, at a random start.
+    clip is ``num_frames`` consecutive annotated frames, ``stride`` apart. Item ``i`` (what
+    validation reads) always starts at the video's first annotated frame, so it is the same
+    clip on every pass; :meth:`sample` (training) starts at a random annotated frame.
 
     Args:
         root: dataset root. image_dir / mask_dir: sub-folders (e.g. "JPEGImages/480p",
@@ -151,7 +115,7 @@ class VideoFolderSource:
 
     def __init__(self, root: PathLike, num_frames: int = 8, image_dir: str = "JPEGImages",
                  mask_dir: str = "Annotations", file_list: Optional[PathLike] = None,
-                 stride: int = 1, binarize_255: bool = False, seed: int = 0) -> None:
+                 stride: int = 1, binarize_255: bool = False) -> None:
         root = Path(root)
         self.image_root, self.mask_root = root / image_dir, root / mask_dir
         if not self.image_root.is_dir() or not self.mask_root.is_dir():
@@ -161,7 +125,6 @@ class VideoFolderSource:
         else:
             names = sorted(p.name for p in self.mask_root.iterdir() if p.is_dir())
         self.num_frames, self.stride, self.binarize_255 = num_frames, stride, binarize_255
-        self.rng = np.random.default_rng(seed)
         self.videos: List[Tuple[str, List[str]]] = []
         short = []
         for n in names:
@@ -204,12 +167,12 @@ class VideoFolderSource:
         if objs:
             ids = np.zeros(shape, np.int64)
             for k, o in enumerate(objs, start=1):
-                m = _read_ids(o / f"{stem}.png")
+                m = labels_to_ids(read_array(o / f"{stem}.png"), str(o / f"{stem}.png"))
                 self._check(m, shape, o / f"{stem}.png")
                 ids[(m > 0) & (ids == 0)] = k
             return ids
         p = mdir / f"{stem}.png"
-        ids = _read_ids(p)
+        ids = labels_to_ids(read_array(p), str(p))
         self._check(ids, shape, p)
         if self.binarize_255:
             ids = (ids > 127).astype(np.int64)
@@ -221,45 +184,23 @@ class VideoFolderSource:
             raise ValueError(f"mask {path} is {m.shape[:2]} but its frame is {tuple(shape)}")
 
     def __getitem__(self, i: int) -> RawClip:
+        return self._clip(i, 0)
+
+    def sample(self, i: int, rng: np.random.Generator) -> RawClip:
+        """A clip of video ``i`` at a random start (drawn from ``rng``)."""
+        span = (self.num_frames - 1) * self.stride + 1
+        return self._clip(i, int(rng.integers(0, len(self.videos[i][1]) - span + 1)))
+
+    def _clip(self, i: int, start: int) -> RawClip:
         video, stems = self.videos[i]
         span = (self.num_frames - 1) * self.stride + 1
-        start = int(self.rng.integers(0, len(stems) - span + 1))
         chosen = stems[start:start + span:self.stride]
         frames, masks = [], []
         for s in chosen:
-            f = _to_rgb_uint8(_read_image(self._frame_path(video, s)), video)
+            f = to_rgb_uint8(read_array(self._frame_path(video, s)), video)
             frames.append(f)
             masks.append(self._mask(video, s, f.shape[:2]))
         return RawClip(np.stack(frames), np.stack(masks), f"{video}@{chosen[0]}")
-
-
-class ImageFolderSource:
-    """Images with instance-label masks (1-frame clips): ``images/<x>.*`` + ``masks/<x>.*``.
-
-    Masks are id images (0 background, 1..K instances; PNG, TIFF or .npy) with the same stem.
-    """
-
-    def __init__(self, images: PathLike, masks: PathLike) -> None:
-        images, masks = Path(images), Path(masks)
-        if not images.is_dir() or not masks.is_dir():
-            raise ValueError(f"expected folders, got images={images} masks={masks}")
-        mask_by_stem = {p.stem: p for p in masks.iterdir()
-                        if p.suffix.lower() in _IMG_EXT + (".npy",)}
-        self.items = [(p, mask_by_stem[p.stem]) for p in sorted(images.iterdir())
-                      if p.suffix.lower() in _IMG_EXT + (".npy",) and p.stem in mask_by_stem]
-        if not self.items:
-            raise ValueError(f"no image in {images} has a mask with the same name in {masks}")
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> RawClip:
-        ip, mp = self.items[i]
-        img = _to_rgb_uint8(_read_image(ip), str(ip))
-        ids = _read_ids(mp)
-        if ids.shape != img.shape[:2]:
-            raise ValueError(f"mask {mp} is {ids.shape} but image {ip} is {img.shape[:2]}")
-        return RawClip(img[None], ids[None], ip.stem)
 
 
 def decode_coco_rle(counts: Union[str, Sequence[int]], h: int, w: int) -> np.ndarray:
@@ -317,7 +258,7 @@ class CocoSource:
     def __getitem__(self, i: int) -> RawClip:
         info = self.images[i]
         path = self.image_dir / info["file_name"]
-        img = _to_rgb_uint8(_read_image(path), str(path))
+        img = to_rgb_uint8(read_array(path), str(path))
         h, w = img.shape[:2]
         if (info.get("height", h), info.get("width", w)) != (h, w):
             raise ValueError(f"{path} is {h}x{w} but the JSON says "
@@ -336,3 +277,12 @@ class CocoSource:
             ids[m & (ids == 0)] = k
         return RawClip(img[None], ids[None], str(info.get("file_name", i)))
 
+
+
+def __getattr__(name: str):
+    # ImageFolderSource moved to .microscopy (with the stack source); keep the old import path
+    if name == "ImageFolderSource":
+        from .microscopy import ImageFolderSource
+
+        return ImageFolderSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

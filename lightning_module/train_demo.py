@@ -102,7 +102,10 @@ def demo_datamodule(args: argparse.Namespace, image_size: int):
             "num_objects": [1, 3], "num_distractors": 1, "seed": VAL_SEED,
             "height": 192, "width": 256}]
     bs = max(1, min(args.batch_size, 4))
+    # the demo model was trained on whole synthetic frames squashed to 256² (resize="squash"),
+    # without the absent-object draws (its synthetic clips have occlusions of their own)
     return SAM2DataModule(train_sources=train, val_sources=val, image_size=image_size,
+                          resize="squash", absent_p=0.0,
                           batch_size=args.batch_size, val_batch_size=bs,
                           train_batches=max(args.max_steps, 1) * 64,
                           val_batches=max(1, args.val_clips // bs), max_objects=3,
@@ -111,33 +114,12 @@ def demo_datamodule(args: argparse.Namespace, image_size: int):
                                       if getattr(args, "image_first_steps", 0) else None))
 
 
-def _names_under(model: "torch.nn.Module", prefixes: List[str], flag: str) -> set:
-    """Names of the parameters that start with one of ``prefixes``. A prefix that matches
-    nothing is an error (a typo would otherwise silently train or freeze everything)."""
-    names = [n for n, _ in model.named_parameters()]
-    out = set()
-    for pre in (p.strip() for p in prefixes):
-        hits = [n for n in names if n.startswith(pre)]
-        if not hits:
-            top = sorted({n.split(".", 1)[0] for n in names})
-            raise ValueError(f"{flag}: no parameter name starts with {pre!r}; "
-                             f"top-level modules: {top}")
-        out.update(hits)
-    return out
-
-
-def freeze_prefixes(model: "torch.nn.Module", freeze: List[str],
+def freeze_prefixes(model: Any, freeze: List[str],
                     train_only: Optional[List[str]] = None) -> int:
-    """Turn off gradients of the parameters under ``freeze`` and, with ``train_only``, of
-    every parameter not under it; returns how many parameters were frozen."""
-    frozen = _names_under(model, freeze, "--freeze")
-    if train_only:
-        keep = _names_under(model, train_only, "--train-only")
-        frozen |= {n for n, _ in model.named_parameters() if n not in keep}
-    for n, p in model.named_parameters():
-        if n in frozen:
-            p.requires_grad_(False)
-    return len(frozen)
+    """:func:`lightning_module.optim.freeze_prefixes` with this script's flag names."""
+    from .optim import freeze_prefixes as _freeze
+
+    return _freeze(model, freeze, train_only, names=("--freeze", "--train-only"))
 
 
 def _scores(res: List[Dict[str, float]]) -> Dict[str, float]:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import sys
 import time
 import warnings
@@ -370,7 +371,8 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{key: tensor}`` dict, never executing pickled code.
 
     Accepts official ``{"model": state_dict}`` files, bare state dicts, safetensors files and
-    Lightning checkpoints (``{"state_dict": {"model.<key>": ...}}``).
+    Lightning checkpoints (``{"state_dict": {"model.<key>": ...}}``; LoRA adapters in them are
+    merged, see :func:`_lightning_state_dict`).
 
     Raises:
         CheckpointError: truncated / corrupt files, pickles that carry code, unknown layouts.
@@ -422,7 +424,7 @@ def _unwrap(obj: object, path: Path) -> Dict[str, torch.Tensor]:
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         sd = obj["model"]
     elif isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        sd = {k[len("model."):] if k.startswith("model.") else k: v for k, v in obj["state_dict"].items()}
+        sd = _lightning_state_dict(obj, path)
     elif isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
         sd = obj
     else:
@@ -433,3 +435,49 @@ def _unwrap(obj: object, path: Path) -> Dict[str, torch.Tensor]:
     if bad:
         raise CheckpointError(f"{path}: state dict entries are not tensors: {bad[:5]}")
     return dict(sd)
+
+
+_ADAPTED = re.compile(r"^(.*)\.parametrizations\.weight\.(original|0\.lora_A|0\.lora_B)$")
+
+
+def _lightning_state_dict(obj: Mapping, path: Path) -> Dict[str, torch.Tensor]:
+    """The SAM 2 weights of a Lightning ``.ckpt`` (``lightning_module.SAM2FineTuner``).
+
+    The module keeps the model under ``model.``; other entries (metrics, loss buffers) are
+    dropped. LoRA adapters, stored as a weight parametrization (``<layer>.parametrizations.
+    weight.original`` + ``...weight.0.lora_A`` / ``lora_B``), are merged into ``<layer>.weight``
+    = original + (alpha / rank) * B @ A, with alpha and rank from the checkpoint's
+    hyper-parameters: the result is key for key an official state dict.
+    """
+    raw = obj["state_dict"]
+    sd = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
+    if not sd:  # not a SAM2FineTuner: take the keys as they are
+        sd = dict(raw)
+    parts: Dict[str, Dict[str, torch.Tensor]] = {}
+    out: Dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        m = _ADAPTED.match(k)
+        if m:
+            parts.setdefault(m.group(1), {})[m.group(2)] = v
+        elif ".parametrizations." in k:
+            raise CheckpointError(f"{path}: {k!r} is a weight parametrization other than LoRA; "
+                                  "remove it (torch.nn.utils.parametrize) before saving")
+        else:
+            out[k] = v
+    if parts:
+        hp = obj.get("hyper_parameters") or {}
+        rank, alpha = hp.get("lora_rank"), hp.get("lora_alpha")
+        if not isinstance(rank, int) or rank < 1 or not isinstance(alpha, (int, float)):
+            raise CheckpointError(
+                f"{path} holds LoRA adapters but its hyper_parameters give no lora_rank / "
+                f"lora_alpha (got {rank!r}, {alpha!r}), so they cannot be merged")
+        scale = float(alpha) / rank
+        for base, p in parts.items():
+            if "original" not in p or ("0.lora_A" in p) != ("0.lora_B" in p):
+                raise CheckpointError(f"{path}: incomplete LoRA entries for {base!r}: {sorted(p)}")
+            w = p["original"]
+            if "0.lora_A" in p:
+                delta = p["0.lora_B"].float() @ p["0.lora_A"].float() * scale
+                w = (w.float() + delta).to(w.dtype)
+            out[base + ".weight"] = w
+    return out

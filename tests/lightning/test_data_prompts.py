@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from lightning_module.augment import AugmentConfig, augment_clip, resize_clip
-from lightning_module.data import BatchedClips, collate_clips, prepare_clip
+from lightning_module.data import BatchedClips, EvalClips, collate_clips, prepare_clip
+from lightning_module.geometry import Geometry
 from lightning_module.datamodules import SAM2DataModule, build_source
 from lightning_module.metrics import JandF, MaskIoU, best_candidate
 from lightning_module.prompts import (PromptConfig, masks_to_boxes, plan_prompts,
@@ -133,20 +134,29 @@ def test_synthetic_batches_have_objects_on_frame_zero():
     assert torch.equal(again.masks, b.masks)  # deterministic given the index
 
 
-def test_sequential_batches_cover_every_clip_once_whatever_the_seed():
-    """Validation order: clips 0.. of the sources end to end, each once, seed-independent."""
+def test_eval_clips_cover_every_clip_and_every_object_once():
+    """Validation: clips 0.. of each source in order, each once; in crop mode every object of
+    frame 0 is scored in exactly one tile."""
     a = SyntheticSource(3, num_frames=2, height=32, width=48)
     b = SyntheticSource(2, num_frames=2, height=32, width=48, seed=9)
     names = [a[i].name for i in range(3)] + [b[i].name for i in range(2)]
     assert len(set(names)) == 5
-    for seed in (0, 1):
-        ds = BatchedClips([a, b], 100, 2, 32, 3, None, seed=seed, sequential=True)
-        assert len(ds) == 3  # ceil(5 / 2), not the 100 asked for
-        got = [n for i in range(len(ds)) for n in ds[i].names]
-        assert got == names
-    assert len(BatchedClips([a, b], 2, 2, 32, sequential=True)) == 2  # at most num_batches
+    squash = [Geometry("squash")] * 2
+    ds = EvalClips([a, b], 100, 2, 32, geometries=squash)
+    assert len(ds) == 3  # a: 2 + 1 clips, b: 2 clips (a batch never mixes sources)
+    assert [n for i in range(len(ds)) for n in ds[i].names] == names
+    assert len(EvalClips([a, b], 2, 2, 32, geometries=squash)) == 2  # at most num_batches
     with pytest.raises(IndexError):
-        BatchedClips([a, b], 2, 2, 32, sequential=True)[2]
+        EvalClips([a, b], 2, 2, 32, geometries=squash)[2]
+    # crop at native scale: each 32x48 frame is two 32x32 tiles (x 0..31 and 16..47)
+    tiles = EvalClips([a, b], 100, 1, 32)
+    per_clip = {}
+    for i in range(len(tiles)):
+        batch = tiles[i]
+        assert batch.images.shape[-2:] == (32, 32)
+        per_clip[batch.names[0]] = per_clip.get(batch.names[0], 0) + batch.num_objects
+    want = {c.name: len(np.unique(c.masks[0])) - 1 for c in [a[i] for i in range(3)] + [b[i] for i in range(2)]}
+    assert per_clip == want
 
 
 def test_curriculum_uses_its_own_source_weights_for_the_first_batches():
@@ -296,10 +306,13 @@ def test_build_source_rejects_unknown_kinds():
         build_source({"kind": "nope"})
     with pytest.raises(ValueError, match="'kind'"):
         build_source({"root": "x"})
-    dm = SAM2DataModule(train_sources=[{"kind": "synthetic", "length": 4, "num_frames": 1,
-                                        "height": 32, "width": 32}], train_batches=2,
-                        batch_size=1)
+    with pytest.raises(ValueError, match=r"kind 'synthetic' takes .*num_frames"):
+        build_source({"kind": "synthetic", "frames": 3})
+    spec = [{"kind": "synthetic", "length": 4, "num_frames": 1, "height": 32, "width": 32}]
+    dm = SAM2DataModule(train_sources=spec, train_batches=2, batch_size=1, image_size=32)
     assert len(dm.train_dataloader()) == 2
+    with pytest.raises(ValueError, match="image_size is not set and no model"):
+        SAM2DataModule(train_sources=spec).train_dataloader()
 
 
 # ---------------------------------------------------------------- metrics

@@ -68,7 +68,8 @@ data:
     assert "image_encoder.trunk.patch_embed.proj.weight" in sd
 
 
-@pytest.mark.parametrize("name", ["finetune_davis.yaml", "nano_synthetic.yaml"])
+@pytest.mark.parametrize("name", ["finetune_davis.yaml", "nano_synthetic.yaml",
+                                  "finetune_nuclei.yaml", "finetune_nuclei_3d.yaml"])
 def test_shipped_configs_parse(name):
     from lightning_module.cli import SAM2CLI
     from lightning_module.datamodules import SAM2DataModule

@@ -138,7 +138,7 @@ def test_layer_decay_groups_and_schedule():
     assert lrs["sam_mask_decoder.iou_token.weight"] == (pytest.approx(1e-3), 0.1)
     assert lrs["sam_mask_decoder.transformer.layers.0.mlp.layers.0.bias"][1] == 0.0
     sched = conf["lr_scheduler"]["scheduler"]
-    factors = [sched.lr_lambdas[0](s) for s in range(11)]
+    factors = [sched.factor(s) for s in range(11)]
     assert factors[0] == pytest.approx(0.5) and factors[1] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(0.1) and all(a >= b for a, b in zip(factors[1:], factors[2:]))
 
