@@ -7,9 +7,14 @@ For every object and frame the tracker records:
 * ``iou``: the decoder's predicted IoU of the chosen mask (1.0 for a mask prompt);
 * ``area``: foreground pixels of the low-res mask;
 * flags, relative to the previous frame of the same pass:
-  ``lost`` (visible -> not visible), ``reappeared`` (not visible -> visible after being lost),
+  ``lost`` (visible -> not visible, or visible before a shot cut and not confidently found
+  after it), ``reappeared`` (not visible -> visible after being lost, or re-found after a cut),
   ``low_confidence`` (visible but predicted IoU below ``iou_threshold`` or the score within
-  ``score_margin`` of 0).
+  ``score_margin`` of 0);
+* with a tracking mode's shot-cut detection (``shot_cuts``, see
+  :mod:`sam2_plugins.predictors.video.modes`): ``cut`` (a shot cut was detected on this frame)
+  and ``refound`` (the object was confidently found again after a cut; until then its frames
+  stay out of its memory).
 
 :func:`suggest_correction_frames` ranks frames by how much a click there is likely to help.
 """
@@ -37,6 +42,8 @@ class FrameQuality:
     low_confidence: bool = False
     prompted: bool = False
     reverse: bool = False
+    cut: bool = False
+    refound: bool = False
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -72,24 +79,31 @@ class QualityTracker:
 
         if not items:
             return []
-        vals = torch.stack([torch.stack([
-            out.object_score_logits.reshape(-1)[0].float(),
-            out.iou.reshape(-1)[0].float().to(out.object_score_logits.device),
-            (out.pred_masks > 0).sum().float().to(out.object_score_logits.device)])
-            for _, out in items]).cpu().tolist()
+        def row(out: Any) -> Any:
+            dev = out.object_score_logits.device
+            flags = getattr(out, "flags", None) or {}
+            vals = [out.object_score_logits.reshape(-1)[0].float(), out.iou.reshape(-1)[0].float().to(dev),
+                    (out.pred_masks > 0).sum().float().to(dev)]
+            for name in ("cut", "refound"):
+                f = flags.get(name)
+                vals.append(torch.zeros((), device=dev) if f is None else f.reshape(-1)[0].float().to(dev))
+            return torch.stack(vals)
+
+        vals = torch.stack([row(out) for _, out in items]).cpu().tolist()
         return [self._record(oid, frame_idx, out, reverse, *v) for (oid, out), v in zip(items, vals)]
 
     def _record(self, obj_id: Any, frame_idx: int, out: Any, reverse: bool, score: float,
-                iou: float, area_f: float) -> FrameQuality:
+                iou: float, area_f: float, cut: float = 0.0, refound: float = 0.0) -> FrameQuality:
         area = int(area_f)
         visible = score > 0
         per = self.records.setdefault(obj_id, {})
         prev = per.get(frame_idx + 1 if reverse else frame_idx - 1)
         q = FrameQuality(obj_id=obj_id, frame_idx=int(frame_idx), score=score, iou=iou, area=area,
-                         visible=visible, prompted=bool(out.mask_from_points), reverse=reverse)
+                         visible=visible, prompted=bool(out.mask_from_points), reverse=reverse,
+                         cut=cut > 0.5, refound=refound > 0.5)
         if prev is not None:
-            q.lost = prev.visible and not visible
-            q.reappeared = (not prev.visible) and visible and self._was_lost.get(obj_id, False)
+            q.lost = (prev.visible and not visible) or (q.cut and prev.visible and not q.refound)
+            q.reappeared = (((not prev.visible) and visible) or q.refound) and self._was_lost.get(obj_id, False)
         if q.lost:
             self._was_lost[obj_id] = True
         if q.reappeared:
@@ -127,7 +141,9 @@ def _badness(q: FrameQuality) -> Tuple[float, str]:
     if q.prompted:
         return 0.0, "prompted"
     if q.lost:
-        return 3.0, "lost"
+        return 3.0, "lost at a shot cut" if q.cut else "lost"
+    if q.cut and not q.refound:
+        return 2.8, "shot cut"
     if q.reappeared:
         return 2.5, "reappeared"
     if q.visible:
@@ -142,8 +158,9 @@ def suggest_correction_frames(records: Iterable[FrameQuality], k: int = 5, min_g
                               ) -> List[Tuple[int, Any, float, str]]:
     """Frames most worth a correction click.
 
-    Frames are ranked by a badness score: "lost" events first, then "reappeared", then
-    low-confidence frames (low predicted IoU or a visibility score close to 0). Frames within
+    Frames are ranked by a badness score: "lost" events first (also an object visible before a
+    shot cut and not confidently found after it), then shot cuts, then "reappeared" (also
+    "re-found" after a cut), then low-confidence frames (low predicted IoU or a visibility score close to 0). Frames within
     ``min_gap`` frames of an already chosen frame of the same object are skipped, so the
     suggestions spread over the video.
 
