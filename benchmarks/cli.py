@@ -3,6 +3,7 @@
 Commands:
   evaluate           score prediction folders against DAVIS-layout GT (J&F JSON contract)
   vos                semi-supervised VOS: GT mask / box / 1, 3, 5 click prompts, then J&F
+                     (--dataset hard: the hard-case benchmark; --memory-mode a,b,c: tracking modes side by side)
   interactive-image  1..k click mIoU, NoC@85/90 on image sets
   interactive-video  SAM 2 offline / online interactive video protocols
   speed              image / image-encoder latency (benchmarks.image_speed, image_encoder_speed)
@@ -110,6 +111,33 @@ def _dispatch(module_names: Sequence[str]) -> Callable[[argparse.Namespace], int
     return run
 
 
+def _vos(args: argparse.Namespace) -> int:
+    """``vos``: the hard-case benchmark for ``--dataset hard``, else the protocol once per
+    ``--memory-mode`` (several modes: one report folder each under ``--output-dir``)."""
+    if args.dataset == "hard":
+        from .hard import run_hard_command
+
+        meta = run_hard_command(args)
+        res = meta["results"]["per_mode"]
+        for mode, r in res.items():
+            s = r["summary"]
+            print(f"{mode}: " + " ".join(f"{c}={v['J&F']:.4f}" for c, v in s.items()))
+        print(f"-> {args.output_dir}")
+        return 0
+    from sam2_plugins.predictors.video.modes import make_policy
+
+    modes = [m.strip() for m in str(args.memory_mode).split(",") if m.strip()]
+    for m in modes:
+        make_policy(m)
+    if len(modes) == 1:
+        return _run("run_vos_command")(args)
+    out = args.output_dir
+    for m in modes:
+        _run("run_vos_command")(argparse.Namespace(**dict(vars(args), memory_mode=m,
+                                                            output_dir=str(Path(out) / m))))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import render_html
 
@@ -176,7 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lifetime", default="davis", choices=["davis", "first_appearance"])
     p.add_argument("--save-predictions", action="store_true", help="write predicted PNGs (DAVIS layout)")
     p.add_argument("--warmup", type=int, default=0, help="untimed warm-up on the first N frames of the first video")
-    p.set_defaults(func=_run("run_vos_command"))
+    p.add_argument("--memory-mode", default="sam2",
+                   help="tracking mode(s), comma-separated: sam2, samurai, distractor, long (several: compared side by side)")
+    hard = p.add_argument_group("--dataset hard (benchmarks.hard)")
+    hard.add_argument("--videos-per-category", type=int, default=10, help="hard videos per category (6 categories)")
+    hard.add_argument("--categories", default=None, help="comma-separated subset of the hard categories")
+    hard.add_argument("--ordinary-clips", type=int, default=128,
+                      help="ordinary held-out synthetic clips tracked beside the hard videos")
+    hard.add_argument("--seed", type=int, default=0, help="first seed of the hard videos")
+    hard.add_argument("--results-json", default=None, help="also write the raw JSON here (e.g. benchmarks/results/...)")
+    p.set_defaults(func=_vos)
 
     p = sub.add_parser("interactive-image", help="click-based image segmentation: mIoU@k, NoC")
     p.add_argument("--dataset", default="synthetic", help="'synthetic', 'shared', a .npz, a .tif (+--masks), COCO .json (+--images), or an image folder (+--masks)")

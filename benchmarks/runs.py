@@ -62,7 +62,8 @@ def run_vos_command(args: Any) -> Dict[str, Any]:
         raise ValueError(f"unknown prompt(s) {bad}; choose from {PROMPTS} or 'all'")
     seqs = load_video_dataset(args.dataset, _split(args.sequences), args.max_sequences, args.max_frames, args.layout)
     model, used = build_model(args.model, args.checkpoint, args.device)
-    predictor = SAM2VideoPredictor(model, dtype=_dtype_arg(args.dtype))
+    predictor = SAM2VideoPredictor(model, dtype=_dtype_arg(args.dtype),
+                                   memory_mode=getattr(args, "memory_mode", None) or "sam2")
     out_dir = Path(args.output_dir)
     warm = int(getattr(args, "warmup", 0) or 0)
     if warm > 0:  # untimed run on the first frames (CUDA context, kernel selection, caches)
@@ -94,6 +95,7 @@ def run_vos_command(args: Any) -> Dict[str, Any]:
         out["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(model.device) / 2**20
     meta = run_metadata("vos", MODEL_ALIASES.get(args.model, args.model), used, str(model.device), args.dtype or "fp32",
                         settings={"dataset": args.dataset, "prompts": prompts, "lifetime": args.lifetime,
+                                  "memory_mode": getattr(args, "memory_mode", None) or "sam2",
                                   "sequences": [s.name for s in seqs], "max_frames": args.max_frames,
                                   "warmup_frames": warm})
     meta["results"] = out
