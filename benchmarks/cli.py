@@ -240,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("video-memory", ("benchmarks.video_memory",), "video memory use"),
         ("evaluate-speed", ("benchmarks.evaluate_speed",), "evaluate speed versus the official DAVIS evaluator"),
         ("napari-speed", ("benchmarks.napari_speed",), "napari plugin click latency and propagation overhead"),
+        ("cut-threshold", ("benchmarks.cut_threshold",), "shot-cut detector: similarity of consecutive frames"),
+        ("mode-speed", ("benchmarks.mode_speed",), "tracking modes: cost per frame side by side"),
     ):
         p = sub.add_parser(name, help=f"{helptext} (arguments are passed on to {mods[0]})", add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -267,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed")
+_DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed",
+               "cut-threshold", "mode-speed")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

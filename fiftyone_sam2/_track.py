@@ -195,6 +195,7 @@ def track(
     lost_threshold: float = 0.0,
     overwrite: bool = False,
     progress: _resume.ProgressFn | None = None,
+    memory_mode: str = "sam2",
 ) -> dict[str, Any]:
     """Track the objects prompted in ``prompt_field`` through each video of ``view``.
 
@@ -210,6 +211,9 @@ def track(
         order_by: image collections: field giving frame order within a sequence.
         lost_threshold: an object whose object-score logit is <= this is reported lost.
         overwrite, progress: see :func:`fiftyone_sam2.segment`.
+        memory_mode: the tracking mode: ``"sam2"`` (upstream's memory), ``"samurai"``
+            (motion-aware), ``"distractor"`` (distractor-aware memory) or ``"long"`` (memory
+            pathways); see ``docs/tracking_modes.md``.
 
     Returns:
         The run summary (processed / skipped / failed counts, first errors).
@@ -219,6 +223,9 @@ def track(
     spec = model if isinstance(model, ModelSpec) else ModelSpec(model or DEFAULT_MODEL, checkpoint, device)
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, received {direction!r}")
+    from sam2_plugins.predictors.video.modes import make_policy
+
+    make_policy(memory_mode)  # an unknown mode fails here, listing the valid ones
     is_video = require_media(view, ("video", "image"), "track") == "video"
     if is_video:
         label_field = label_field or "frames.sam2"
@@ -252,8 +259,9 @@ def track(
     sam = load_model(spec)
     from sam2_plugins import SAM2VideoPredictor
 
-    predictor = SAM2VideoPredictor(sam)
+    predictor = SAM2VideoPredictor(sam, memory_mode=memory_mode)
     settings = {**spec.settings(), "prompt_field": prompt_field, "direction": direction,
+                "memory_mode": memory_mode,
                 "sequence_by": sequence_by, "order_by": order_by if not is_video else None,
                 "lost_threshold": float(lost_threshold)}
     run = _resume.start_run(view, label_field, "track", settings, fo.Detections, overwrite)

@@ -130,7 +130,7 @@ class ModePolicy(MemoryPolicy):
             b.state["last"] = (frame_idx, reverse)
         if self.cuts is None or not banks:
             return
-        desc = self.cuts.descriptor(feats.vision_feats[-1], feats.feat_sizes[-1])
+        desc = self.cuts.descriptor(feats)
         for b in banks:
             prev = b.state.get("cut_desc")
             sim = self.cuts.similarity(desc, None if prev is None else prev)
