@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -103,7 +103,7 @@ def run_hard_command(args: Any) -> Dict[str, Any]:
 
     from sam2_plugins import SAM2VideoPredictor
     from sam2_plugins.evaluation.hard import CATEGORIES, hard_videos
-    from sam2_plugins.predictors.video.modes import MEMORY_MODES, make_policy
+    from sam2_plugins.predictors.video.modes import make_policy
 
     from .report import run_metadata, write_json
     from .runs import MODEL_ALIASES, _dtype_arg, build_model

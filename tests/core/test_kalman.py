@@ -3,7 +3,7 @@ and the SAMURAI motion prior choosing the object over a higher-scoring distracto
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import List
 
 import pytest
 import torch
@@ -118,8 +118,9 @@ def test_samurai_choice_is_batched_over_objects() -> None:
     a, b, both = MemoryBank(), MemoryBank(), [MemoryBank(), MemoryBank()]
     rng = torch.Generator().manual_seed(0)
     for t in range(25):
-        ca = _candidates([[2 + t % 20, 4, 8 + t % 20, 9], [1, 20, 9, 30], [12, 1, 20, 6]], torch.rand(3, generator=rng).tolist())
-        cb = _candidates([[20, 2 + t % 20, 26, 8 + t % 20], [1, 1, 5, 5], [10, 20, 30, 31]], torch.rand(3, generator=rng).tolist())
+        ra, rb = torch.rand(3, generator=rng).tolist(), torch.rand(3, generator=rng).tolist()
+        ca = _candidates([[2 + t % 20, 4, 8 + t % 20, 9], [1, 20, 9, 30], [12, 1, 20, 6]], ra)
+        cb = _candidates([[20, 2 + t % 20, 26, 8 + t % 20], [1, 1, 5, 5], [10, 20, 30, 31]], rb)
         cat = Candidates(torch.cat([ca.low_res_multimasks, cb.low_res_multimasks]), torch.cat([ca.ious, cb.ious]),
                          torch.zeros(2, 3, 8), torch.ones(2, 1), True)
         ga, gb = p1.choose([a], t, ca, False).tolist(), p1.choose([b], t, cb, False).tolist()

@@ -7,9 +7,14 @@ it in a subprocess (``samurai_ref_run.py``). Both sides track a red square movin
 look-alike moving left) from a frame-0 mask, with the same random tiny 2.1 weights at 256². The
 configuration makes every branch run within 12 frames: the warm-up is 4 frames
 (``stable_frames_threshold``), any predicted IoU counts as stable (``stable_ious_threshold`` 0),
-and the memory gate admits no tracked frame (``memory_bank_iou_threshold`` 1), so every frame
-reads its prompt and the previous frame (SAMURAI's backward scan skips frame 1, ours does not;
-with this gate the difference cannot show). The masks must be equal.
+and the memory gate admits no tracked frame
+(``memory_bank_iou_threshold`` 1), so every frame reads its prompt and the previous frame
+(SAMURAI's backward scan skips frame 1, ours does not; with this gate the difference cannot
+show). The masks must be equal. Limitation: with random weights the motion score never
+overturns the predicted IoU here (not even at weight 1: the candidates' boxes agree), so this
+test checks the filter's bookkeeping, presence at -1, warm-up and gate against SAMURAI's code,
+and ``tests/core/test_kalman.py`` checks that the motion score picks the object over a
+distractor.
 """
 
 from __future__ import annotations

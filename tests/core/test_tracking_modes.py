@@ -4,7 +4,7 @@ upstream, SAM2Long pathways, shot cuts in the quality signals."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from torch.overrides import TorchFunctionMode
 
 from sam2_plugins import SAM2VideoPredictor, VideoSession, build_sam2
 from sam2_plugins.modeling.sam_heads import Candidates
-from sam2_plugins.predictors.video.modes import MEMORY_MODES, LongPolicy, make_policy
+from sam2_plugins.predictors.video.modes import LongPolicy, make_policy
 from sam2_plugins.predictors.video.modes.long import _Paths
 from sam2_plugins.predictors.video.policy import MemoryPolicy
 from sam2_plugins.predictors.video.quality import QualityTracker, suggest_correction_frames
@@ -49,7 +49,8 @@ def test_unknown_mode_lists_the_valid_ones(model: torch.nn.Module) -> None:
 @pytest.mark.parametrize("mode, params, match", [
     ("samurai", {"kf_score_weight": 1.5}, r"kf_score_weight must be in \[0.0, 1.0\], got 1.5"),
     ("samurai", {"stable_frames": 0}, "stable_frames must be an int >= 1, got 0"),
-    ("samurai", {"kf_weight": 0.2}, r"unknown parameter\(s\) \['kf_weight'\] for memory_mode 'samurai'; accepted: kf_score_weight"),
+    ("samurai", {"kf_weight": 0.2},
+     r"unknown parameter\(s\) \['kf_weight'\] for memory_mode 'samurai'; accepted: kf_score_weight"),
     ("distractor", {"drm_area": (1.2, 0.8)}, r"drm_area\[1\] must be in \[1.2, inf\]"),
     ("distractor", {"ram_every": "5"}, "ram_every must be an int >= 1, got '5'"),
     ("long", {"pathways": 1}, "pathways must be an int >= 2, got 1"),

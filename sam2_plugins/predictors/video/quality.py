@@ -160,9 +160,9 @@ def suggest_correction_frames(records: Iterable[FrameQuality], k: int = 5, min_g
 
     Frames are ranked by a badness score: "lost" events first (also an object visible before a
     shot cut and not confidently found after it), then shot cuts, then "reappeared" (also
-    "re-found" after a cut), then low-confidence frames (low predicted IoU or a visibility score close to 0). Frames within
-    ``min_gap`` frames of an already chosen frame of the same object are skipped, so the
-    suggestions spread over the video.
+    "re-found" after a cut), then low-confidence frames (low predicted IoU or a visibility score
+    close to 0). Frames within ``min_gap`` frames of an already chosen frame of the same object
+    are skipped, so the suggestions spread over the video.
 
     Args:
         records: :class:`FrameQuality` records (e.g. ``QualityTracker.all()``).

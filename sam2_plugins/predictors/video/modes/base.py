@@ -160,8 +160,8 @@ class ModePolicy(MemoryPolicy):
             hist = torch.full((10,), float("nan"), device=score.device)
         ratio = area / hist.nanmedian()
         like = (ratio >= self.refind_area[0]) & (ratio <= self.refind_area[1]) | hist.isnan().all()
-        confident = (score > self.refind_score) & (output.iou.reshape(-1)[0].float().to(score.device) > self.refind_iou) \
-            & like & (area >= 1)
+        iou = output.iou.reshape(-1)[0].float().to(score.device)
+        confident = (score > self.refind_score) & (iou > self.refind_iou) & like & (area >= 1)
         refound = before & confident
         out_gap = before & ~confident
         bank.state["gap"] = out_gap

@@ -26,7 +26,7 @@ mask's area outside it.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Sequence, Tuple
 
 import torch
 

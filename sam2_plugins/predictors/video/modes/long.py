@@ -203,7 +203,8 @@ class LongPolicy(ModePolicy):
         maskmem = None
         if run_mem_encoder and m.num_maskmem > 0:
             maskmem, _ = step.memorize(feats, sam.high_res_masks, sam.object_score_logits, from_points=False)
-        iou = sam.ious.float().gather(1, flat_choice[:, None])[:, 0] if sam.ious.shape[1] > 1 else sam.ious.float()[:, 0]
+        ious_all = sam.ious.float()
+        iou = ious_all.gather(1, flat_choice[:, None])[:, 0] if ious_all.shape[1] > 1 else ious_all[:, 0]
         score = sam.object_score_logits.float()
         best = scores.argmax(1)
         best_rows = torch.arange(B, device=best.device) * P + best
@@ -213,9 +214,10 @@ class LongPolicy(ModePolicy):
         for i, (b, ps) in enumerate(zip(banks, paths)):
             s = slice(i * P, (i + 1) * P)
             _reindex(ps.bank, parents[i])
-            entry = FrameOutput(pred_masks=score.new_zeros(P, 1, 0, 0), obj_ptr=sam.obj_ptr[s], object_score_logits=score[s],
-                                iou=iou[s], maskmem_features=None if maskmem is None else maskmem[s],
-                                reverse=reverse)
+            # pathway entries hold what later frames read (no masks)
+            entry = FrameOutput(pred_masks=score.new_zeros(P, 1, 0, 0), obj_ptr=sam.obj_ptr[s],
+                                object_score_logits=score[s], iou=iou[s],
+                                maskmem_features=None if maskmem is None else maskmem[s], reverse=reverse)
             ps.bank.non_cond[frame_idx] = entry
             ps.scores = scores[i]
             ps.fresh = False

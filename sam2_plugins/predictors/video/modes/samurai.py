@@ -27,7 +27,7 @@ the host inside the step; reverse passes run the same rules in their own directi
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
