@@ -3,7 +3,8 @@
 Commands:
   evaluate           score prediction folders against DAVIS-layout GT (J&F JSON contract)
   vos                semi-supervised VOS: GT mask / box / 1, 3, 5 click prompts, then J&F
-                     (DAVIS, YouTube-VOS / MOSE / LVOS with a submission zip, SA-V per-object PNGs)
+                     (DAVIS, YouTube-VOS / MOSE / LVOS with a submission zip, SA-V per-object PNGs;
+                      --dataset hard: the hard-case benchmark; --memory-mode a,b,c: tracking modes side by side)
   interactive-image  1..k click mIoU, NoC@85/90 on image sets (per dataset, then their mean)
   interactive-video  SAM 2 offline / online interactive video protocols
   suite              several datasets and protocols from a config (the SAM 2 paper's tables)
@@ -130,6 +131,33 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vos(args: argparse.Namespace) -> int:
+    """``vos``: the hard-case benchmark for ``--dataset hard``, else the protocol once per
+    ``--memory-mode`` (several modes: one report folder each under ``--output-dir``)."""
+    if args.dataset == "hard":
+        from .hard import run_hard_command
+
+        meta = run_hard_command(args)
+        res = meta["results"]["per_mode"]
+        for mode, r in res.items():
+            s = r["summary"]
+            print(f"{mode}: " + " ".join(f"{c}={v['J&F']:.4f}" for c, v in s.items()))
+        print(f"-> {args.output_dir}")
+        return 0
+    from sam2_plugins.predictors.video.modes import make_policy
+
+    modes = [m.strip() for m in str(args.memory_mode).split(",") if m.strip()]
+    for m in modes:
+        make_policy(m)
+    if len(modes) == 1:
+        return _run("run_vos_command")(args)
+    out = args.output_dir
+    for m in modes:
+        _run("run_vos_command")(argparse.Namespace(**dict(vars(args), memory_mode=m,
+                                                            output_dir=str(Path(out) / m))))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import render_html
 
@@ -214,8 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-predictions", action="store_true", help="write predicted PNGs (DAVIS layout)")
     p.add_argument("--warmup", type=at_least(0), default=0,
                    help="untimed warm-up on the first N frames of the first video")
+    p.add_argument("--memory-mode", default="sam2",
+                   help="tracking mode(s), comma-separated: sam2, samurai, distractor, long (several: compared side by side)")
+    hard = p.add_argument_group("--dataset hard (benchmarks.hard)")
+    hard.add_argument("--videos-per-category", type=at_least(1), default=10, help="hard videos per category (6 categories)")
+    hard.add_argument("--categories", default=None, help="comma-separated subset of the hard categories")
+    hard.add_argument("--ordinary-clips", type=at_least(0), default=128,
+                      help="ordinary held-out synthetic clips tracked beside the hard videos")
+    hard.add_argument("--seed", type=int, default=0, help="first seed of the hard videos")
+    hard.add_argument("--results-json", default=None, help="also write the raw JSON here (e.g. benchmarks/results/...)")
     _add_executor_args(p)
-    p.set_defaults(func=_run("run_vos_command"))
+    p.set_defaults(func=_vos)
 
     p = sub.add_parser("interactive-image", help="click-based image segmentation: mIoU@k, NoC")
     p.add_argument("--dataset", default="synthetic", help="'synthetic', 'shared', a .npz, a .tif (+--masks), COCO .json (+--images), or an image folder (+--masks)")
@@ -265,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("scale", ("benchmarks.scale",), "throughput in-process vs Ray workers, image encoder vs batch size"),
         ("finetune-stardist", ("benchmarks.finetune_stardist",),
          "fine-tune the demo model on stardist nuclei (2D, 3D) and score it before / after"),
+        ("cut-threshold", ("benchmarks.cut_threshold",), "shot-cut detector: similarity of consecutive frames"),
+        ("mode-speed", ("benchmarks.mode_speed",), "tracking modes: cost per frame side by side"),
     ):
         p = sub.add_parser(name, help=f"{helptext} (arguments are passed on to {mods[0]})", add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -297,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _DISPATCHED = ("speed", "encoder-speed", "video-speed", "video-memory", "evaluate-speed", "napari-speed", "scale",
-               "finetune-stardist")
+               "finetune-stardist", "cut-threshold", "mode-speed")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

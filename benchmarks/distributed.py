@@ -53,7 +53,7 @@ class ProtocolWorker:
 
     Args:
         kind: ``"vos"``, ``"interactive-image"`` or ``"interactive-video"``.
-        model_args: ``model``, ``checkpoint``, ``device``, ``dtype`` (as the CLI's).
+        model_args: ``model``, ``checkpoint``, ``device``, ``dtype``, ``memory_mode`` (as the CLI's).
         data_args: the dataset arguments (``dataset``, ``layout``, ``sequences``, ...).
         protocol_args: the protocol's options (``lifetime``, ``max_clicks``, ...).
     """
@@ -67,7 +67,7 @@ class ProtocolWorker:
                                             model_args.get("device"), apply_postprocessing=kind != "vos")
         dtype = model_args.get("dtype")
         if kind == "vos":
-            self.predictor = video_predictor(self.model, "vos", dtype)
+            self.predictor = video_predictor(self.model, "vos", dtype, model_args.get("memory_mode") or "sam2")
         elif kind == "interactive-video":
             self.predictor = video_predictor(self.model, "interactive", dtype)
         elif kind == "interactive-image":
@@ -182,7 +182,8 @@ class Distributed:
 
     def _spec(self, protocol: Mapping[str, Any]) -> WorkerSpec:
         a = self.args
-        model = {"model": a.model, "checkpoint": a.checkpoint, "device": a.device, "dtype": getattr(a, "dtype", None)}
+        model = {"model": a.model, "checkpoint": a.checkpoint, "device": a.device, "dtype": getattr(a, "dtype", None),
+                 "memory_mode": getattr(a, "memory_mode", None) or "sam2"}
         data = {k: getattr(a, k, None) for k in _DATA_KEYS}
         return WorkerSpec(ProtocolWorker, (self.kind, model, data, dict(protocol)))
 

@@ -69,13 +69,16 @@ def _dtype_arg(dtype: Optional[str]) -> Any:
     return None if dtype in (None, "fp32", "float32") else dtype
 
 
-def video_predictor(model: Any, purpose: str, dtype: Optional[str] = None) -> Any:
-    """The video predictor a protocol uses (see the module docstring)."""
+def video_predictor(model: Any, purpose: str, dtype: Optional[str] = None, memory_mode: str = "sam2") -> Any:
+    """The video predictor a protocol uses (see the module docstring); ``memory_mode``: the
+    tracking mode (:mod:`sam2_plugins.predictors.video.modes`)."""
     from sam2_plugins import SAM2VideoPredictor
     from sam2_plugins.evaluation.interactive_video import interactive_video_predictor
     from sam2_plugins.evaluation.vos_protocol import vos_predictor
 
     opts: Dict[str, Any] = {"dtype": _dtype_arg(dtype)}
+    if memory_mode != "sam2":
+        opts["memory_mode"] = memory_mode
     if purpose == "interactive" and "feature_cache_size" in inspect.signature(SAM2VideoPredictor).parameters:
         opts["feature_cache_size"] = 64  # offline passes re-read every frame: keep their features
     if purpose == "vos":
@@ -104,7 +107,8 @@ def vos_results(model: Any, args: Any, out_dir: Path, runner: Any = None) -> Dic
 
     prompts = _prompts(args.prompt)
     layout = getattr(args, "layout", "auto") or "auto"
-    predictor = video_predictor(model, "vos", getattr(args, "dtype", None)) if runner is None else None
+    predictor = (video_predictor(model, "vos", getattr(args, "dtype", None),
+                                 getattr(args, "memory_mode", None) or "sam2") if runner is None else None)
     seqs: List[Any] = []
     if layout == "sav":
         if getattr(args, "max_frames", None) or getattr(args, "max_sequences", None):
@@ -202,7 +206,8 @@ def run_vos_command(args: Any) -> Dict[str, Any]:
     meta = run_metadata("vos", MODEL_ALIASES.get(args.model, args.model), used, device, args.dtype or "fp32",
                         settings={"dataset": str(args.dataset), "layout": args.layout, "prompts": _prompts(args.prompt),
                                   "lifetime": args.lifetime, "sequences": names, "max_frames": args.max_frames,
-                                  "warmup_frames": int(getattr(args, "warmup", 0) or 0)})
+                                  "warmup_frames": int(getattr(args, "warmup", 0) or 0),
+                                  "memory_mode": getattr(args, "memory_mode", None) or "sam2"})
     meta["results"] = out
     _add_execution(meta, runner)
     write_report(out_dir, meta)

@@ -224,6 +224,12 @@ class Track(_Base):
         for d in ("both", "forward", "backward"):
             radio.add_choice(d, label=d)
         inputs.str("direction", default="both", label="Direction", view=radio)
+        modes = types.Dropdown()
+        for m, what in (("sam2", "SAM 2 (upstream memory)"), ("samurai", "SAMURAI: motion-aware"),
+                        ("distractor", "DAM4SAM: distractor-aware memory"), ("long", "SAM2Long: 3 memory pathways")):
+            modes.add_choice(m, label=what)
+        inputs.enum("memory_mode", modes.values(), default="sam2", label="Tracking mode", view=modes,
+                    description="How the memory is kept (docs/tracking_modes.md); 'long' costs about 3x")
         inputs.float("lost_threshold", default=0.0, label="Lost if object score <=")
         model_inputs(ctx, inputs, batch=False)
         execution_inputs(ctx, inputs)
@@ -238,7 +244,8 @@ class Track(_Base):
             direction=p.get("direction") or "both", model=model_spec(p),
             sequence_by=p.get("sequence_by") or None, order_by=p.get("order_by") or "filepath",
             lost_threshold=float(p.get("lost_threshold") or 0.0),
-            overwrite=bool(p.get("overwrite")), progress=_progress(ctx), **_workers(ctx))
+            overwrite=bool(p.get("overwrite")), progress=_progress(ctx),
+            memory_mode=p.get("memory_mode") or "sam2", **_workers(ctx))
         return _finish(ctx, result)
 
 

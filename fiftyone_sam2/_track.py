@@ -199,6 +199,7 @@ def track(
     progress: _resume.ProgressFn | None = None,
     executor: Any = None,
     workers: int | None = None,
+    memory_mode: str = "sam2",
 ) -> dict[str, Any]:
     """Track the objects prompted in ``prompt_field`` through each video of ``view``.
 
@@ -217,6 +218,9 @@ def track(
         executor, workers: ``executor="ray", workers=N`` tracks shards of the view on N Ray
             workers (one video, or one whole image sequence, per unit; see
             :mod:`fiftyone_sam2._distributed`); None: here.
+        memory_mode: the tracking mode: ``"sam2"`` (upstream's memory), ``"samurai"``
+            (motion-aware), ``"distractor"`` (distractor-aware memory) or ``"long"`` (memory
+            pathways); see ``docs/tracking_modes.md``.
 
     Returns:
         The run summary (processed / skipped / failed counts, first errors).
@@ -226,6 +230,9 @@ def track(
     spec = model if isinstance(model, ModelSpec) else ModelSpec(model or DEFAULT_MODEL, checkpoint, device)
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, received {direction!r}")
+    from sam2_plugins.predictors.video.modes import make_policy
+
+    make_policy(memory_mode)  # an unknown mode fails here, listing the valid ones
     is_video = require_media(view, ("video", "image"), "track") == "video"
     if is_video:
         label_field = label_field or "frames.sam2"
@@ -259,13 +266,15 @@ def track(
     if wants_workers(executor, workers):
         return run_sharded("track", view, dict(
             prompt_field=prompt_field, label_field=label_field, direction=direction, model=spec,
-            sequence_by=sequence_by, order_by=order_by, lost_threshold=lost_threshold, overwrite=overwrite),
+            sequence_by=sequence_by, order_by=order_by, lost_threshold=lost_threshold, overwrite=overwrite,
+            memory_mode=memory_mode),
             executor, workers, progress, units=units)
     sam = load_model(spec)
     from sam2_plugins import SAM2VideoPredictor
 
-    predictor = SAM2VideoPredictor(sam)
+    predictor = SAM2VideoPredictor(sam, memory_mode=memory_mode)
     settings = {**spec.settings(), "prompt_field": prompt_field, "direction": direction,
+                "memory_mode": memory_mode,
                 "sequence_by": sequence_by, "order_by": order_by if not is_video else None,
                 "lost_threshold": float(lost_threshold)}
     run = _resume.start_run(view, label_field, "track", settings, fo.Detections, overwrite)

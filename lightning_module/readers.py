@@ -1,7 +1,7 @@
 """Reading training files: images, instance-label masks and stacks, with messages that name the file.
 
 Intensities are mapped to uint8 with the core predictors' rule
-(:func:`sam2_plugins.predictors.preprocess.to_rgb_float`, ``normalize="auto"``): uint8 as is,
+(:func:`sam2_plugins.predictors.image.preprocess.to_rgb_float`, ``normalize="auto"``): uint8 as is,
 other integer types (16-bit microscopy) from their 0.1–99.9 percentile range, floats in [0, 1]
 as is, other floats min–max. Each 2D plane is normalised on its own, as the image and video
 predictors do at inference, so training sees the intensities the model will see.
@@ -70,7 +70,7 @@ def array_kind(shape: Tuple[int, ...], name: str = "array") -> str:
 
 def to_rgb_uint8(a: np.ndarray, name: str) -> np.ndarray:
     """One image (H, W[, C]) of any dtype -> uint8 (H, W, 3) with the predictors' rule."""
-    from sam2_plugins.predictors.preprocess import to_rgb_float
+    from sam2_plugins.predictors.image.preprocess import to_rgb_float
 
     try:
         rgb = to_rgb_float(a, "auto")

@@ -92,6 +92,18 @@ class SAM2Engine:
         self._slot_max = int(image_slots)
         self._current: Optional[Hashable] = None
         self._video = None
+        self.memory_mode = "sam2"
+        """Tracking mode of propagation (:data:`sam2_plugins.predictors.video.modes.MEMORY_MODES`)."""
+
+    def set_memory_mode(self, mode: str) -> None:
+        """Choose the tracking mode for the next propagation (bad names raise ValueError
+        listing the valid ones)."""
+        from sam2_plugins.predictors.video.modes import make_policy
+
+        make_policy(mode)
+        if mode != self.memory_mode:
+            self.memory_mode = mode
+            self._video = None
 
     @property
     def image_size(self) -> int:
@@ -178,7 +190,7 @@ class SAM2Engine:
             from sam2_plugins import SAM2VideoPredictor
 
             # upstream's video builder default: binarise prompted masks, fill small holes
-            self._video = SAM2VideoPredictor(self.model, apply_postprocessing=True)
+            self._video = SAM2VideoPredictor(self.model, apply_postprocessing=True, memory_mode=self.memory_mode)
         return self._video
 
     def propagate_sequence(

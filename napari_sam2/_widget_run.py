@@ -214,6 +214,8 @@ class RunMixin:
             if ax not in spec.stack_names and not (ax == "ZT" and spec.mode == "TZ"):
                 raise ValueError(f"axis {ax!r} does not exist in mode {spec.mode!r}")
             dirn = direction or self.ui.direction_combo.currentText()
+            if hasattr(self.engine, "set_memory_mode"):  # test stubs have no video predictor
+                self.engine.set_memory_mode(self.ui.memory_combo.currentText())
             prompts = self.collect()
             start = (tuple(start_key) if start_key is not None else self.current_key()) if from_current else None
             # dry-run the plan on the UI thread so that bad input is reported at once

@@ -124,6 +124,12 @@ class Controls:
         self.direction_combo = QComboBox()
         self.direction_combo.addItems(list(DIRECTIONS))
         self.direction_combo.setCurrentText("both")
+        from sam2_plugins.predictors.video.modes import MEMORY_MODES
+
+        self.memory_combo = QComboBox()
+        self.memory_combo.addItems(list(MEMORY_MODES))
+        self.memory_combo.setToolTip("tracking mode: sam2 (upstream memory), samurai (motion-aware), distractor "
+                                     "(distractor-aware memory), long (3 memory pathways, ~3x slower)")
         self.propagate_button = QPushButton("Propagate")
         self.from_here_button = QPushButton("From this frame")
         self.from_here_button.setToolTip("re-propagate from the current frame only (after a correction click)")
@@ -140,7 +146,8 @@ class Controls:
             "(a remote desktop, Xvfb) each redraw is slow and holds the interpreter, which can "
             "slow propagation several-fold. On by default with hardware OpenGL, off with a "
             "software renderer")
-        lay.addWidget(_row(QLabel("axis"), self.axis_combo, QLabel("direction"), self.direction_combo))
+        lay.addWidget(_row(QLabel("axis"), self.axis_combo, QLabel("direction"), self.direction_combo,
+                           QLabel("mode"), self.memory_combo))
         lay.addWidget(_row(self.propagate_button, self.from_here_button, self.cancel_button))
         lay.addWidget(_row(self.auto_repropagate, self.activity_progress))
         lay.addWidget(self.progress)

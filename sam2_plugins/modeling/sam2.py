@@ -177,15 +177,16 @@ class SAM2Model(nn.Module):
     # ------------------------------------------------------------------ SAM heads
     def decode_masks(self, backbone_features: Tensor, point_inputs: Optional[Dict[str, Tensor]] = None,
                      mask_inputs: Optional[Tensor] = None, high_res_features: Optional[List[Tensor]] = None,
-                     multimask_output: bool = False) -> Candidates:
+                     multimask_output: bool = False, object_threshold: float = 0.0) -> Candidates:
         """Prompt encoder + mask decoder: the candidate masks (see :func:`.sam_heads.decode`)."""
         return heads.decode(self, backbone_features, point_inputs, mask_inputs, high_res_features,
-                                multimask_output)
+                                multimask_output, object_threshold)
 
-    def select_masks(self, candidates: Candidates, choice: Optional[Tensor] = None) -> SamOutputs:
+    def select_masks(self, candidates: Candidates, choice: Optional[Tensor] = None,
+                     object_threshold: float = 0.0) -> SamOutputs:
         """Keep one candidate per row (``choice`` (B,) or the best predicted IoU) and compute its
         object pointer (see :func:`.sam_heads.select`)."""
-        return heads.select(self, candidates, choice)
+        return heads.select(self, candidates, choice, object_threshold)
 
     def sam_heads(self, backbone_features: Tensor, point_inputs: Optional[Dict[str, Tensor]] = None,
                   mask_inputs: Optional[Tensor] = None, high_res_features: Optional[List[Tensor]] = None,

@@ -61,7 +61,7 @@ class SamOutputs(NamedTuple):
 
 def decode(model: Any, backbone_features: Tensor, point_inputs: Optional[Dict[str, Tensor]] = None,
            mask_inputs: Optional[Tensor] = None, high_res_features: Optional[List[Tensor]] = None,
-           multimask_output: bool = False) -> Candidates:
+           multimask_output: bool = False, object_threshold: float = 0.0) -> Candidates:
     """Prompt encoder + mask decoder (see :func:`select` for the rest of the SAM heads).
 
     Args:
@@ -72,6 +72,8 @@ def decode(model: Any, backbone_features: Tensor, point_inputs: Optional[Dict[st
             antialiased bilinear if needed.
         high_res_features: ``[(B, C/8, S/4, S/4), (B, C/4, S/8, S/8)]`` or ``None``.
         multimask_output: ask for 3 candidate masks.
+        object_threshold: object-score logit above which the object is present (0 in SAM 2;
+            SAMURAI uses -1); masks of absent objects are set to ``NO_OBJ_SCORE``.
     """
     b, c, h, w = backbone_features.shape
     device = backbone_features.device
@@ -110,19 +112,21 @@ def decode(model: Any, backbone_features: Tensor, point_inputs: Optional[Dict[st
     )
     if model.pred_obj_scores:
         # Masks (and so the spatial memories) make a hard object / no-object choice.
-        is_obj = object_score_logits > 0
+        is_obj = object_score_logits > object_threshold
         low_res_multimasks = torch.where(is_obj[:, None, None], low_res_multimasks, NO_OBJ_SCORE)
     return Candidates(low_res_multimasks.float(), ious, sam_tokens, object_score_logits,
                       bool(multimask_output))
 
 
-def select(model: Any, cand: Candidates, choice: Optional[Tensor] = None) -> SamOutputs:
+def select(model: Any, cand: Candidates, choice: Optional[Tensor] = None,
+           object_threshold: float = 0.0) -> SamOutputs:
     """Keep one candidate per row and compute the object pointer from its mask token.
 
     Args:
         cand: from :func:`decode`.
         choice: ``(B,)`` long index of the candidate to keep per row; None keeps the best
             predicted IoU (upstream). Ignored with a single candidate.
+        object_threshold: as in :func:`decode` (the hard no-object pointer switch).
     """
     low_multi = cand.low_res_multimasks
     b = low_multi.size(0)
@@ -142,7 +146,7 @@ def select(model: Any, cand: Candidates, choice: Optional[Tensor] = None) -> Sam
     obj_ptr = model.obj_ptr_proj(token)
     score = cand.object_score_logits
     if model.pred_obj_scores:
-        lam = score.sigmoid() if model.soft_no_obj_ptr else (score > 0).float()
+        lam = score.sigmoid() if model.soft_no_obj_ptr else (score > object_threshold).float()
         if model.fixed_no_obj_ptr:
             obj_ptr = lam * obj_ptr
         obj_ptr = obj_ptr + (1 - lam) * model.no_obj_ptr

@@ -135,6 +135,26 @@ def test_track_video_writes_every_frame_and_resumes(video, checkpoint):
     assert again.result["skipped"] == 1 and again.result["processed"] == 0
 
 
+def test_track_operator_runs_a_tracking_mode(video, checkpoint):
+    """The operator form's "Tracking mode" reaches the predictor: the run is recorded with it
+    and every frame is labeled (SAM2Long's pathways, both directions)."""
+    import fiftyone_sam2 as fs2
+
+    ds, _ = video
+    res = _run(TRACK, ds.view(), prompt_field="frames.prompts", label_field="frames.long",
+               direction="both", memory_mode="long", checkpoint=checkpoint or "none", device="cpu",
+               lost_threshold=-1e9)
+    assert res.error is None, res.error
+    assert res.result["processed"] == 1
+    assert fs2.runs(ds)["frames.long"]["settings"]["memory_mode"] == "long"
+    assert all(f.long is not None for f in ds.first().frames.values())
+    before = _snapshot(ds)
+    with pytest.raises(ValueError, match="valid modes: sam2, samurai, distractor, long"):
+        fs2.track(ds.view(), prompt_field="frames.prompts", label_field="frames.bad", memory_mode="kalman",
+                  checkpoint="none", device="cpu")
+    assert _snapshot(ds) == before
+
+
 @requires_demo_tracking
 def test_track_accuracy_with_demo_model(media_dir, demo_checkpoint):
     """Tracked masks on the synthetic video reach the demo model's J&F minus a margin, and the
@@ -178,6 +198,7 @@ def test_image_sequence_is_tracked_as_a_video(media_dir, checkpoint):
 @pytest.mark.parametrize("params, message", [
     ({"prompt_field": "frames.nothing"}, "does not exist"),
     ({"prompt_field": "frames.prompts", "direction": "sideways"}, "direction must be one of"),
+    ({"prompt_field": "frames.prompts", "memory_mode": "kalman"}, "memory_mode"),
     ({"prompt_field": "frames.prompts", "label_field": "sam2"}, "must be frame fields"),
     ({"prompt_field": "frames.prompts", "model": "sam2.1_hiera_nano", "checkpoint": "path",
       "checkpoint_path": "/nope.pt"}, "unknown checkpoint"),

@@ -122,3 +122,27 @@ def test_jf_floor_follows_the_model_card(monkeypatch, tmp_path):
     (tmp_path / "demo.pt.json").write_text(json.dumps({"trained": {"J&F": 0.8}}))
     monkeypatch.setattr(ck, "demo_checkpoint_path", lambda: fake)
     assert demo_jf_floor() == pytest.approx(0.8 - JF_MARGIN)
+
+
+@requires_demo_tracking
+def test_tracking_mode_chosen_in_the_propagation_section(sam2_widget, qtbot):
+    """The "mode" combo of the propagation section reaches the video predictor: SAMURAI's
+    motion-aware memory tracks the clip, an unknown name cannot be chosen (the combo lists the
+    core's modes)."""
+    from sam2_plugins.evaluation.synthetic import make_video
+    from sam2_plugins.predictors.video.modes import MEMORY_MODES
+
+    from napari_sam2._models import DEMO_CHOICE
+
+    frames, gt = make_video(6, 64, 96, num_objects=2, seed=11)
+    viewer, w = sam2_widget(threaded=True)
+    assert [w.ui.memory_combo.itemText(i) for i in range(w.ui.memory_combo.count())] == list(MEMORY_MODES)
+    w.ui.model_combo.setCurrentText(DEMO_CHOICE)
+    w.load_model()
+    wait_idle(qtbot, w)
+    w.ui.memory_combo.setCurrentText("samurai")
+    _run_two_objects(w, viewer, frames, gt, qtbot)
+    assert w.engine._video.policy.name == "samurai"
+    out = w._outputs["instances"].data
+    assert w.last_propagation["frames"] == len(frames)
+    assert all((out[t] == 1).any() for t in range(len(frames)))

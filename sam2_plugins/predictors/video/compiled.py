@@ -174,9 +174,11 @@ class CompiledStep:
 
 
 def track_compiled(step: Any, frame_idx: int, feats: "FrameFeatures", banks: Sequence["MemoryBank"],
-                   num_frames: Optional[int], reverse: bool) -> Tuple[SamOutputs, torch.Tensor]:
+                   num_frames: Optional[int], reverse: bool
+                   ) -> Tuple[SamOutputs, torch.Tensor, Optional[torch.Tensor]]:
     """Tracked-frame outputs of 1-row banks through the compiled pieces: ``(SamOutputs,
-    memory features)`` for ``len(banks)`` rows (bucket padding removed)."""
+    memory features, the policy's candidate choice or None)`` for ``len(banks)`` rows (bucket
+    padding removed)."""
     m = step.model
     comp: CompiledStep = step.compiled
     n = len(banks)
@@ -208,7 +210,8 @@ def track_compiled(step: Any, frame_idx: int, feats: "FrameFeatures", banks: Seq
     if rows > n:
         sam = SamOutputs(*(t[:n] for t in sam))
         maskmem = maskmem[:n]
-    return sam, maskmem
+        choice = None if choice is None else choice[:n]
+    return sam, maskmem, choice
 
 
 def _default_choose() -> Any:

@@ -70,6 +70,9 @@ class FrameOutput:
             left out keep their mask (an output) but are never attended to.
         unfilled_masks: ``pred_masks`` before hole filling, kept only where filling changed
             them, so an evicted memory is recomputed from the mask it was encoded from.
+        flags: signals a tracking mode adds, name -> (B,) bool tensor on the device (``"cut"``:
+            a shot cut was detected on this frame; ``"refound"``: the object was confidently
+            found again after one); read into the quality records.
     """
 
     pred_masks: torch.Tensor
@@ -82,6 +85,7 @@ class FrameOutput:
     evicted: bool = False
     in_memory: bool = True
     unfilled_masks: Optional[torch.Tensor] = None
+    flags: Optional[Dict[str, torch.Tensor]] = None
 
     @property
     def score(self) -> float:
@@ -94,4 +98,5 @@ class FrameOutput:
         return FrameOutput(self.pred_masks[start:stop], self.obj_ptr[start:stop],
                            self.object_score_logits[start:stop], self.iou[start:stop], mem,
                            self.mask_from_points, self.reverse, self.evicted, self.in_memory,
-                           None if self.unfilled_masks is None else self.unfilled_masks[start:stop])
+                           None if self.unfilled_masks is None else self.unfilled_masks[start:stop],
+                           None if self.flags is None else {k: v[start:stop] for k, v in self.flags.items()})

@@ -10,12 +10,25 @@ The tracking step (:mod:`.step`) asks one :class:`MemoryPolicy` object four ques
 * :meth:`~MemoryPolicy.admit`: whether a new frame's output enters the memory (frames left
   out keep their mask as an output but are never read).
 
-and tells it what happened (:meth:`~MemoryPolicy.observe`). The default is upstream SAM 2's
+and tells it what happened (:meth:`~MemoryPolicy.observe`); :meth:`~MemoryPolicy.see_frame` shows
+it a tracked frame's image features first (shot-cut detection). The default is upstream SAM 2's
 rules exactly (the parity tests run through it). A policy keeps per-object state in its bank's
 ``state`` dict, so one policy object serves every object and every video of a predictor.
 Motion-aware (SAMURAI-style) or distractor-aware memories are subclasses that override some of
 these methods; :meth:`~MemoryPolicy.protected_frames` keeps frames they still need out of the
 bounded bank's eviction.
+
+Two class attributes extend the step where answering those questions is not enough:
+
+* ``object_threshold``: the object-score logit above which an object counts as present in its
+  masks and pointer (SAM 2: 0; SAMURAI: -1);
+* ``pathways``: memory pathways per object. A policy with more than one (SAM2Long keeps a tree
+  of mask hypotheses) tracks the objects itself: the step calls :meth:`~MemoryPolicy.track`
+  instead of its own condition -> heads -> memory path, and the policy runs those pieces on as
+  many rows per object as it keeps pathways (see :mod:`.modes.long`).
+
+The tracking modes (``memory_mode="samurai"``, ``"distractor"``, ``"long"``) live in
+:mod:`.modes`.
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...modeling.sam_heads import Candidates
     from .bank import MemoryBank
 
-__all__ = ["MemoryParams", "MemoryPolicy"]
+__all__ = ["MemoryParams", "MemoryPolicy", "resolve_policy"]
 
 Entry = Any
 """A stored frame output: a :class:`~.entry.FrameOutput`, or an upstream-style dict."""
@@ -82,6 +95,10 @@ class MemoryPolicy:
     """
 
     name = "sam2"
+    pathways = 1
+    """Memory pathways per object; above 1 the policy tracks through :meth:`track`."""
+    object_threshold = 0.0
+    """Object-score logit above which an object is present (masks and pointers)."""
 
     def spatial_memories(self, bank: "MemoryBank", frame_idx: int, reverse: bool, params: MemoryParams,
                          training: bool) -> List[Tuple[int, Entry]]:
@@ -114,6 +131,16 @@ class MemoryPolicy:
         (upstream). Called only when the decoder returned several candidates."""
         return None
 
+    def see_frame(self, banks: Sequence["MemoryBank"], frame_idx: int, feats: Any, reverse: bool) -> None:
+        """A tracked frame's image features (:class:`~.frames.FrameFeatures`), before its memories
+        are read (device work only: it runs inside the step). Default: nothing."""
+
+    def track(self, step: Any, frame_idx: int, feats: Any, banks: Sequence["MemoryBank"],
+              num_frames: Optional[int], reverse: bool, run_mem_encoder: bool = True) -> List[Any]:
+        """Track a frame for policies with ``pathways > 1`` (one
+        :class:`~.entry.FrameOutput` per bank), through ``step``'s pieces."""
+        raise NotImplementedError(f"policy {self.name!r} keeps one pathway per object: the step tracks it")
+
     def admit(self, bank: "MemoryBank", frame_idx: int, output: Entry, reverse: bool) -> bool:
         """Whether a tracked frame's output enters the memory (upstream: always)."""
         return True
@@ -128,3 +155,19 @@ class MemoryPolicy:
     def reset(self, bank: "MemoryBank") -> None:
         """Forget per-object state (the object's prompts or memory were cleared)."""
         bank.state.clear()
+
+
+def resolve_policy(policy: Optional[MemoryPolicy], memory_mode: Any = "sam2",
+                   mode_params: Optional[Any] = None) -> MemoryPolicy:
+    """The policy a predictor or session runs: ``policy`` if given (then ``memory_mode`` must
+    stay ``"sam2"``), else the tracking mode ``memory_mode`` with ``mode_params`` (see
+    :func:`~.modes.make_policy`; bad names and parameters raise ValueError here)."""
+    from .modes import make_policy
+
+    if policy is not None:
+        if not isinstance(policy, MemoryPolicy):
+            raise TypeError(f"policy must be a MemoryPolicy, got {type(policy).__name__}")
+        if not (isinstance(memory_mode, str) and memory_mode.strip().lower() == "sam2") or mode_params:
+            raise ValueError("give either policy= or memory_mode= (with mode_params=), not both")
+        return policy
+    return make_policy(memory_mode, mode_params)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import weakref
-from typing import Any, ContextManager, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from ..prompts import check_obj_id
 from .bank import MemoryBank
 from .frames import FrameFeatures, FrameFeed
 from .outputs import to_video_res
-from .policy import MemoryPolicy
+from .policy import MemoryPolicy, resolve_policy
 from .quality import QualityTracker
 from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, VideoState, parse_point_prompt,
                     prepare_mask_prompt)
@@ -77,6 +77,11 @@ class SAM2VideoPredictor:
             always bf16.
         policy: the memory policy (which frames are read, kept, and which candidate mask wins);
             default: upstream's rules (:class:`~sam2_plugins.predictors.video.policy.MemoryPolicy`).
+        memory_mode: the tracking mode by name: ``"sam2"`` (default, upstream's rules),
+            ``"samurai"`` (motion-aware), ``"distractor"`` (distractor-aware memory) or
+            ``"long"`` (memory pathways), or a ``MemoryPolicy`` instance; see
+            :mod:`sam2_plugins.predictors.video.modes` and ``docs/tracking_modes.md``.
+        mode_params: the mode's parameters (e.g. ``{"shot_cuts": False}``), checked here.
         compile: run the image encoder and the tracked-frame step through ``torch.compile``
             with static shapes (memories padded to a fixed capacity, objects to a bucket of
             1, 2, 4, ... rows; see :mod:`sam2_plugins.predictors.video.compiled`). Masks equal
@@ -91,7 +96,9 @@ class SAM2VideoPredictor:
                  apply_postprocessing: bool = True, binarize_prompted_masks: Optional[bool] = None,
                  bounded_memory: bool = True, feature_cache_size: int = 2, dtype: Any = "auto",
                  policy: Optional[MemoryPolicy] = None, compile: bool = False,
-                 compile_backend: str = "inductor", compile_mode: Optional[str] = None) -> None:
+                 compile_backend: str = "inductor", compile_mode: Optional[str] = None,
+                 memory_mode: Any = "sam2", mode_params: Optional[Mapping[str, Any]] = None) -> None:
+        policy = resolve_policy(policy, memory_mode, mode_params)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module (SAM2Model), got {type(model).__name__}")
         self.model = model

@@ -7,9 +7,14 @@ For every object and frame the tracker records:
 * ``iou``: the decoder's predicted IoU of the chosen mask (1.0 for a mask prompt);
 * ``area``: foreground pixels of the low-res mask;
 * flags, relative to the previous frame of the same pass:
-  ``lost`` (visible -> not visible), ``reappeared`` (not visible -> visible after being lost),
+  ``lost`` (visible -> not visible, or visible before a shot cut and not confidently found
+  after it), ``reappeared`` (not visible -> visible after being lost, or re-found after a cut),
   ``low_confidence`` (visible but predicted IoU below ``iou_threshold`` or the score within
-  ``score_margin`` of 0).
+  ``score_margin`` of 0);
+* with a tracking mode's shot-cut detection (``shot_cuts``, see
+  :mod:`sam2_plugins.predictors.video.modes`): ``cut`` (a shot cut was detected on this frame)
+  and ``refound`` (the object was confidently found again after a cut; until then its frames
+  stay out of its memory).
 
 :func:`suggest_correction_frames` ranks frames by how much a click there is likely to help.
 """
@@ -45,6 +50,8 @@ class FrameQuality:
     low_confidence: bool = False
     prompted: bool = False
     reverse: bool = False
+    cut: bool = False
+    refound: bool = False
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -135,26 +142,34 @@ class QualityTracker:
 
     @staticmethod
     def _values(items: Sequence[Tuple[Any, Any]]) -> Any:
-        """(N, 3) device tensor: object score, predicted IoU, mask area of each output."""
+        """(N, 5) device tensor: object score, predicted IoU, mask area, and the ``cut`` /
+        ``refound`` flags of a tracking mode (0 without one) of each output."""
         import torch
 
-        return torch.stack([torch.stack([
-            out.object_score_logits.reshape(-1)[0].float(),
-            out.iou.reshape(-1)[0].float().to(out.object_score_logits.device),
-            (out.pred_masks > 0).sum().float().to(out.object_score_logits.device)])
-            for _, out in items])
+        def row(out: Any) -> Any:
+            dev = out.object_score_logits.device
+            flags = getattr(out, "flags", None) or {}
+            vals = [out.object_score_logits.reshape(-1)[0].float(), out.iou.reshape(-1)[0].float().to(dev),
+                    (out.pred_masks > 0).sum().float().to(dev)]
+            for name in ("cut", "refound"):
+                f = flags.get(name)
+                vals.append(torch.zeros((), device=dev) if f is None else f.reshape(-1)[0].float().to(dev))
+            return torch.stack(vals)
+
+        return torch.stack([row(out) for _, out in items])
 
     def _record(self, obj_id: Any, frame_idx: int, out: Any, reverse: bool, score: float,
-                iou: float, area_f: float) -> FrameQuality:
+                iou: float, area_f: float, cut: float = 0.0, refound: float = 0.0) -> FrameQuality:
         area = int(area_f)
         visible = score > 0
         per = self.records.setdefault(obj_id, {})
         prev = per.get(frame_idx + 1 if reverse else frame_idx - 1)
         q = FrameQuality(obj_id=obj_id, frame_idx=int(frame_idx), score=score, iou=iou, area=area,
-                         visible=visible, prompted=bool(out.mask_from_points), reverse=reverse)
+                         visible=visible, prompted=bool(out.mask_from_points), reverse=reverse,
+                         cut=cut > 0.5, refound=refound > 0.5)
         if prev is not None:
-            q.lost = prev.visible and not visible
-            q.reappeared = (not prev.visible) and visible and self._was_lost.get(obj_id, False)
+            q.lost = (prev.visible and not visible) or (q.cut and prev.visible and not q.refound)
+            q.reappeared = (((not prev.visible) and visible) or q.refound) and self._was_lost.get(obj_id, False)
         if q.lost:
             self._was_lost[obj_id] = True
         if q.reappeared:

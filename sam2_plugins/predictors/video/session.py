@@ -37,7 +37,7 @@ from .frames import FrameFeed
 from .quality import FrameQuality, QualityTracker
 from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs,
                                            parse_point_prompt, prepare_mask_prompt)
-from .policy import MemoryPolicy
+from .policy import MemoryPolicy, resolve_policy
 from .step import TrackingStep, tracking_autocast
 from ...modeling.rules import apply_non_overlapping_constraints
 from .outputs import binarize, to_video_res
@@ -100,6 +100,8 @@ class VideoSession:
             (upstream's numerics), or ``torch.bfloat16`` / ``"bf16"`` to force bf16.
         quality_window: frames of quality records kept (older ones are dropped).
         policy: the memory policy (default: upstream's rules), as for the video predictor.
+        memory_mode, mode_params: the tracking mode by name and its parameters, as for the
+            video predictor (``"sam2"``, ``"samurai"``, ``"distractor"``, ``"long"``).
         compile, compile_backend, compile_mode: the compiled step, as for the video predictor.
     """
 
@@ -108,7 +110,9 @@ class VideoSession:
                  non_overlap_masks: bool = False, apply_postprocessing: bool = True,
                  binarize_prompted_masks: Optional[bool] = None, dtype: Any = "auto",
                  quality_window: int = 64, policy: Optional[MemoryPolicy] = None, compile: bool = False,
-                 compile_backend: str = "inductor", compile_mode: Optional[str] = None) -> None:
+                 compile_backend: str = "inductor", compile_mode: Optional[str] = None,
+                 memory_mode: Any = "sam2", mode_params: Optional[Mapping[str, Any]] = None) -> None:
+        policy = resolve_policy(policy, memory_mode, mode_params)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module (SAM2Model), got {type(model).__name__}")
         if num_frames is not None and int(num_frames) < 1:

@@ -82,12 +82,14 @@ class Prediction(NamedTuple):
 
     ``sam``: the :class:`~sam2_plugins.modeling.sam_heads.SamOutputs` (kept candidate per row);
     ``pix_feat``: ``(B, C, H, W)`` memory-conditioned features; ``high_res``: the decoder's
-    high-resolution features (or None).
+    high-resolution features (or None); ``choice``: ``(B,)`` the candidate the memory policy
+    kept, or None where the best predicted IoU was kept.
     """
 
     sam: SamOutputs
     pix_feat: torch.Tensor
     high_res: Optional[List[torch.Tensor]]
+    choice: Optional[torch.Tensor] = None
 
 
 class TrackingStep:
@@ -267,14 +269,20 @@ class TrackingStep:
             mask_inputs = prev_mask_logits
         n_pts = 0 if point_inputs is None else point_inputs.num_points
         t0 = self._now()
+        kw = self._presence()
         cand = m.decode_masks(pix, None if point_inputs is None else point_inputs.as_dict(), mask_inputs, hr,
-                              m.use_multimask(is_init_cond_frame, n_pts))
+                              m.use_multimask(is_init_cond_frame, n_pts), **kw)
         choice = None
         if cand.multimask and point_inputs is None and mask_inputs is None:
             choice = self.policy.choose(banks, frame_idx, cand, reverse)
-        sam = m.select_masks(cand, choice)
+        sam = m.select_masks(cand, choice, **kw)
         self._tick("mask_decoder", t0)
-        return Prediction(sam, pix, hr)
+        return Prediction(sam, pix, hr, choice)
+
+    def _presence(self) -> Dict[str, float]:
+        """The policy's object-presence threshold as decoder arguments (none for SAM 2's 0)."""
+        thr = float(self.policy.object_threshold)
+        return {} if thr == 0.0 else {"object_threshold": thr}
 
     def refine(self, pred: Prediction, point_inputs: PointInputs, mask_inputs: Optional[torch.Tensor],
                is_init_cond_frame: bool) -> Prediction:
@@ -282,8 +290,9 @@ class TrackingStep:
         prompt): a correction, as in interactive use and in training's simulated corrections."""
         m = self.model
         multi = m.use_multimask(is_init_cond_frame, point_inputs.num_points)
+        kw = self._presence()
         sam = m.select_masks(m.decode_masks(pred.pix_feat, point_inputs.as_dict(), mask_inputs, pred.high_res,
-                                            multi))
+                                            multi, **kw), **kw)
         return Prediction(sam, pred.pix_feat, pred.high_res)
 
     # ---- 3. memory encoding ----------------------------------------------------------------
@@ -331,22 +340,27 @@ class TrackingStep:
         """
         if not banks:
             return []
+        self.policy.see_frame(banks, frame_idx, feats, reverse)
+        if self.policy.pathways > 1:  # the policy runs several rows per object itself
+            return self.policy.track(self, frame_idx, feats, banks, num_frames, reverse, run_mem_encoder)
         m = self.model
         maskmem = None
         if self._use_compiled(banks, run_mem_encoder):
             from .compiled import track_compiled
 
             t0 = self._now()
-            sam, maskmem = track_compiled(self, frame_idx, feats, banks, num_frames, reverse)
+            sam, maskmem, choice = track_compiled(self, frame_idx, feats, banks, num_frames, reverse)
             if self.memory_dtype is not None:
                 maskmem = maskmem.to(self.memory_dtype)
             self._tick("compiled_step", t0)
         else:
-            sam = self.predict(frame_idx, feats, banks, num_frames=num_frames, reverse=reverse).sam
+            pred = self.predict(frame_idx, feats, banks, num_frames=num_frames, reverse=reverse)
+            sam, choice = pred.sam, pred.choice
             if run_mem_encoder and m.num_maskmem > 0:
                 maskmem, _ = self.memorize(feats, sam.high_res_masks, sam.object_score_logits, from_points=False)
         low, score = sam.low_res_masks.float(), sam.object_score_logits.float()
-        iou = self.best_iou(sam.ious)
+        # the kept mask's predicted IoU (upstream keeps the best, so then it is the best)
+        iou = self.best_iou(sam.ious) if choice is None else sam.ious.float().gather(1, choice[:, None])[:, 0]
         outs, r = [], 0
         for bank in banks:
             s = slice(r, r + bank.rows)
@@ -361,7 +375,7 @@ class TrackingStep:
     def _use_compiled(self, banks: Sequence[MemoryBank], run_mem_encoder: bool) -> bool:
         m = self.model
         return (self.compiled is not None and run_mem_encoder and m.num_maskmem > 0 and not m.training
-                and all(b.rows == 1 and b.cond for b in banks)
+                and self.policy.object_threshold == 0.0 and all(b.rows == 1 and b.cond for b in banks)
                 and not getattr(m, "non_overlap_masks_for_mem_enc", False))
 
     def prompt_output(self, pred: Prediction, reverse: bool) -> FrameOutput:
