@@ -26,13 +26,16 @@ def _parse_xy(text: str) -> List[float]:
 def _cmd_models(_: argparse.Namespace) -> int:
     from .checkpoints import REGISTRY, cache_dir, demo_checkpoint_path
     from .configs import list_models
+    from .default_model import DEFAULT_MODEL, DEMO_LABEL, DEMO_MODEL
 
     for name in list_models():
         if name in REGISTRY:
             cached = (cache_dir() / REGISTRY[name].filename).exists()
             where = "cached" if cached else "download on demand"
+            where += " (the default)" if name == DEFAULT_MODEL else ""
         else:
             where = "shipped" if demo_checkpoint_path().exists() else "random init only"
+            where += f": --model demo, {DEMO_LABEL}" if name == DEMO_MODEL else ""
         print(f"{name:28s} {where}")
     return 0
 
@@ -51,11 +54,14 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from .build import build_sam2
+    from .default_model import build_model, resolve_choice
     from .predictors.image import SAM2ImagePredictor
 
     image = np.asarray(Image.open(args.image).convert("RGB"))
-    model = build_sam2(args.model, checkpoint=args.checkpoint, device=args.device)
+    choice = resolve_choice(args.model, args.checkpoint)
+    if choice.is_demo:
+        print(f"model: {choice.label}", file=sys.stderr)
+    model = build_model(choice, device=args.device, how_to_use_demo="Run again with --model demo to try it.")
     pred = SAM2ImagePredictor(model)
     pred.set_image(image)
     points = np.array([p for p in args.point], dtype=np.float32).reshape(-1, 2) if args.point else None
@@ -84,6 +90,8 @@ def _cmd_fiftyone(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .default_model import DEFAULT_MODEL, DEMO_LABEL
+
     p = argparse.ArgumentParser(prog="sam2-plugins", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,8 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--point", type=_parse_xy, action="append", help="X,Y in image pixels (repeatable)")
     s.add_argument("--label", type=int, action="append", help="1 positive, 0 negative (one per --point)")
     s.add_argument("--box", type=_parse_xy, help="X0,Y0,X1,Y1 in image pixels")
-    s.add_argument("--model", default="sam2.1_hiera_nano")
-    s.add_argument("--checkpoint", default="demo", help="path, 'download', 'demo' or 'none'")
+    s.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"a model name (default {DEFAULT_MODEL}: official weights, downloaded once and cached), "
+                        f"or 'demo': the shipped {DEMO_LABEL}")
+    s.add_argument("--checkpoint", default="auto",
+                   help="'auto' (official weights for official names, the demo weights for 'demo'), "
+                        "a path, 'download', 'demo' or 'none' (random weights)")
     s.add_argument("--device", default=None)
     s.add_argument("--out", default="out/segment")
     s.set_defaults(func=_cmd_segment)
@@ -109,8 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "checkpoint", None) == "none":
-        args.checkpoint = None
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, RuntimeError, FileNotFoundError) as exc:
