@@ -25,6 +25,9 @@ class StubEngine:
     reported "lost".
     """
 
+    image_size = 64
+    model_key = "stub"
+
     def __init__(self, delay: float = 0.0) -> None:
         self.cache = EmbeddingCache()
         self.delay = delay
@@ -53,6 +56,12 @@ class StubEngine:
             m = m | disk if lab == 1 else m & ~disk
         return m, 0.9
 
+    def predict_region(self, fp: FramePrompt):
+        from napari_sam2._region import RegionMask
+
+        m, iou = self.predict(fp)
+        return RegionMask.from_full(m), iou
+
     def propagate_sequence(self, frames, prompts, direction="both", start=None) -> Iterator[FrameResult]:
         n = len(frames)
         first = min(prompts) if start is None else start
@@ -67,10 +76,14 @@ class StubEngine:
             q = {o: Quality(-2.0 if i % 4 == 0 else 3.0, 0.8, i % 4 == 0, False) for o in base}
             yield FrameResult(i, {o: m.copy() for o, m in base.items()}, q)
 
-    def automatic(self, rgb, **kw) -> np.ndarray:
-        out = np.zeros(rgb.shape[:2], np.int32)
-        out[2:8, 2:8] = 1
-        out[10:14, 10:20] = 2
+    def automatic_records(self, rgb, **kw) -> list:
+        """Two masks; their scores pass thresholds up to 0.6 / 0.7 (above: an empty result)."""
+        out = []
+        for (y0, y1, x0, x1), iou, st in (((2, 8, 2, 8), 0.65, 0.75), ((10, 14, 10, 20), 0.6, 0.7)):
+            m = np.zeros(rgb.shape[:2], bool)
+            m[y0:y1, x0:x1] = True
+            if iou > kw.get("pred_iou_thresh", 0.0) and st >= kw.get("stability_score_thresh", 0.0):
+                out.append({"segmentation": m, "predicted_iou": iou, "stability_score": st, "area": int(m.sum())})
         return out
 
 
