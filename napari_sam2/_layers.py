@@ -59,6 +59,7 @@ class LayerBridge:
         self._muted = False
         self._pending: Dict[int, Any] = {}
         self.positive = True  # polarity of the next click added in a points layer
+        self.closed = False  # the dock is gone: touch no layer any more
 
     @contextlib.contextmanager
     def muted(self) -> Iterator[None]:
@@ -68,8 +69,8 @@ class LayerBridge:
         finally:
             self._muted = old
 
-    def _alive(self, layer: Any) -> bool:
-        return layer is not None and layer in self.viewer.layers
+    def alive(self, layer: Any) -> bool:
+        return not self.closed and layer is not None and layer in self.viewer.layers
 
     def _name(self, s: Session, what: str) -> str:
         return f"SAM2 {what} [{s.source.name}]"
@@ -77,6 +78,8 @@ class LayerBridge:
     # -- creation ---------------------------------------------------------------------
     def ensure(self, s: Session, image: Any) -> SessionLayers:
         """The session's prompt layers (made if missing) and its result layers."""
+        if self.closed:
+            return self.by_sid.get(s.sid) or SessionLayers(image)
         sl = self.by_sid.setdefault(s.sid, SessionLayers(image))
         sl.image = image
         geo = _geometry(image, s)
@@ -84,12 +87,12 @@ class LayerBridge:
         with self.muted():
             for tid in s.outputs:
                 self.output_layer(s, tid)
-            if not self._alive(sl.boxes):
+            if not self.alive(sl.boxes):
                 sl.boxes = self.viewer.add_shapes(
                     np.zeros((0, 4, nd)), ndim=nd, name=self._name(s, "boxes"), edge_width=2,
                     face_color="transparent", edge_color="yellow", features={"obj_id": np.zeros(0, int)}, **geo)
                 sl.boxes.events.data.connect(lambda e, s=s: self._edited(s, e))
-            if not self._alive(sl.points):
+            if not self.alive(sl.points):
                 sl.points = self.viewer.add_points(
                     np.zeros((0, nd)), ndim=nd, name=self._name(s, "points"), size=max(3, min(s.hw) // 40),
                     features={"obj_id": np.zeros(0, int), "positive": np.zeros(0, bool)}, **geo)
@@ -101,10 +104,10 @@ class LayerBridge:
     def output_layer(self, s: Session, tid: str) -> Optional[Any]:
         """The Labels layer of result array ``tid`` (made, on the session's array, if missing)."""
         sl = self.by_sid.get(s.sid)
-        if sl is None or tid not in s.outputs:
+        if sl is None or tid not in s.outputs or self.closed:
             return None
         layer = sl.outputs.get(tid)
-        if not self._alive(layer):
+        if not self.alive(layer):
             what = {"instances": "labels", "automatic": "automatic"}.get(tid, f"object {tid[3:]}")
             layer = self.viewer.add_labels(s.outputs[tid], name=self._name(s, what), **_geometry(sl.image, s))
             sl.outputs[tid] = layer
@@ -118,9 +121,9 @@ class LayerBridge:
         if sl is None:
             return
         for top in (sl.boxes, sl.points):
-            if self._alive(top):
+            if self.alive(top):
                 self.viewer.layers.move(self.viewer.layers.index(top), len(self.viewer.layers))
-        if self._alive(sl.points):
+        if self.alive(sl.points):
             self.viewer.layers.selection.active = sl.points
             if sl.points.mode not in ("add", "select"):
                 sl.points.mode = "add"
@@ -133,7 +136,7 @@ class LayerBridge:
             return
         cmap = DirectLabelColormap(color_dict=s.objects.color_dict())
         for tid, ly in sl.outputs.items():
-            if tid != "automatic" and self._alive(ly):
+            if tid != "automatic" and self.alive(ly):
                 ly.colormap = cmap
 
     # -- prompts ----------------------------------------------------------------------
@@ -143,7 +146,7 @@ class LayerBridge:
             self.positive = bool(positive)
         positive = self.positive
         sl = self.by_sid.get(s.sid)
-        if sl is None or not self._alive(sl.points):
+        if sl is None or not self.alive(sl.points):
             return
         oid = s.objects.current_id
         p, b = sl.points, sl.boxes
@@ -152,7 +155,7 @@ class LayerBridge:
         p.selected_data = set()
         p.current_face_color = POS_COLOR if positive else NEG_COLOR
         p.feature_defaults = {"obj_id": oid, "positive": bool(positive)}
-        if self._alive(b):
+        if self.alive(b):
             b.selected_data = set()
             b.feature_defaults = {"obj_id": oid}
             obj = s.objects.current
@@ -166,14 +169,14 @@ class LayerBridge:
             return
         with self.muted():
             p = sl.points
-            if self._alive(p):
+            if self.alive(p):
                 p.selected_data = set()
                 p.data = s.points.copy()
                 p.features = {"obj_id": s.point_obj.copy(), "positive": s.point_pos.copy()}
                 if len(s.points):
                     p.face_color = [POS_COLOR if v else NEG_COLOR for v in s.point_pos]
             b = sl.boxes
-            if self._alive(b):
+            if self.alive(b):
                 b.selected_data = set()
                 b.data = []
                 if s.boxes:
@@ -187,7 +190,7 @@ class LayerBridge:
         p, b = sl.points, sl.boxes
         pf = p.features
         boxes, box_obj = [], []
-        if self._alive(b) and len(b.data):
+        if self.alive(b) and len(b.data):
             objs = list(b.features["obj_id"]) if "obj_id" in b.features else [0] * len(b.data)
             for d, t, o in zip(b.data, b.shape_type, objs):
                 if t in _SHAPES:
@@ -234,7 +237,7 @@ class LayerBridge:
 
     def redraw(self, s: Session, targets: Any, full: bool) -> None:
         sl = self.by_sid.get(s.sid)
-        if sl is None:
+        if sl is None or self.closed:
             return
         plain = self.shown_key(s) is not None
         for tid in targets:

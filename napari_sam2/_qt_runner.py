@@ -6,6 +6,7 @@ callbacks in the UI thread. An error never becomes a traceback dialog: it ends t
 from __future__ import annotations
 
 import inspect
+from collections import deque
 from typing import Any, Callable, Optional
 
 from ._jobs import Job, JobFn
@@ -28,24 +29,27 @@ class QtRunner:
         job = Job(name)
 
         def gen_fn():  # create_worker needs a generator *function* for a GeneratorWorker
-            out = fn(job)
-            if inspect.isgenerator(out):
-                try:
-                    for item in out:
-                        yield item
-                        if job.cancel_requested:
-                            break
-                finally:
-                    out.close()
-                return None
-            job.result = out
-            return out
+            # errors are caught here: superqt takes a RuntimeError from a generator for a
+            # deleted worker and then never emits "finished"
+            try:
+                out = fn(job)
+                if inspect.isgenerator(out):
+                    try:
+                        for item in out:
+                            yield item
+                            if job.cancel_requested:
+                                break
+                    finally:
+                        out.close()
+                    return None
+                job.result = out
+            except Exception as exc:  # noqa: BLE001 - reported through the job
+                job.error, job.state = exc, "failed"
+            return None
 
         # _ignore_errors: superqt would re-raise in the UI thread (and napari would show a
         # traceback); the error is kept on the job instead
         worker = create_worker(gen_fn, _start_thread=False, _ignore_errors=True)
-        if on_item is not None:
-            worker.yielded.connect(on_item)
 
         def errored(exc: BaseException) -> None:
             job.error, job.state = exc, "failed"
@@ -57,8 +61,30 @@ class QtRunner:
             if on_done is not None:
                 on_done(job)
 
+        # Callbacks run one at a time and in order: napari's progress bars call
+        # processEvents, which would otherwise deliver the next item (or the end) inside the
+        # handling of the current one
+        queue: deque = deque()
+        busy = [False]
+
+        def deliver(kind: str, payload: Any = None) -> None:
+            queue.append((kind, payload))
+            if busy[0]:
+                return
+            busy[0] = True
+            try:
+                while queue:
+                    k, p = queue.popleft()
+                    if k == "item" and on_item is not None:
+                        on_item(p)
+                    elif k == "done":
+                        finished()
+            finally:
+                busy[0] = False
+
+        worker.yielded.connect(lambda item: deliver("item", item))
         worker.errored.connect(errored)
-        worker.finished.connect(finished)
+        worker.finished.connect(lambda: deliver("done"))
         job._on_cancel = worker.quit
         self.worker = worker
         worker.start()

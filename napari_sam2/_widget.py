@@ -61,6 +61,7 @@ class SAM2Widget(QWidget):
         self._images: Dict[Any, Any] = {}  # image uid -> layer
         self._press_ctrl = False
         self._zoomed = False
+        self._opening = False
         from ._gl import software_opengl  # the activity spinner is costly with software OpenGL
 
         self.ui.activity_progress.setChecked(not software_opengl(viewer))
@@ -133,21 +134,33 @@ class SAM2Widget(QWidget):
         u.undo_button.clicked.connect(lambda: self.undo())
         u.redo_button.clicked.connect(lambda: self.redo())
         u.commit_button.clicked.connect(lambda: self.commit())
-        ev.message.connect(lambda level, text, topic: self.feedback.notify(level, text, topic))
-        ev.clear_topic.connect(self.feedback.clear)
-        ev.status.connect(u.model_status.setText)
-        ev.session.connect(self._on_session)
-        ev.prompts.connect(self.layers.sync_prompts)
-        ev.objects.connect(self._on_objects)
-        ev.outputs.connect(lambda s, tid: self.layers.output_layer(s, tid))
-        ev.labels.connect(self.layers.redraw)
-        ev.history.connect(self._refresh)
-        ev.busy.connect(self._refresh)
+        u.along_combo.currentIndexChanged.connect(self._refresh)
+        view = {ev.message: lambda level, text, topic: self.feedback.notify(level, text, topic),
+                ev.clear_topic: self.feedback.clear, ev.status: self._on_status, ev.session: self._on_session,
+                ev.prompts: self._on_prompts, ev.objects: self._on_objects,
+                ev.outputs: lambda s, tid: self.layers.output_layer(s, tid), ev.labels: self.layers.redraw,
+                ev.history: self._refresh, ev.busy: self._refresh, ev.quality: lambda _s: self._update_confidence(),
+                ev.automatic: self._on_automatic, ev.offer_demo: self._offer_demo}
+        for signal, slot in view.items():
+            signal.connect(self._while_shown(slot))
         ev.progress.connect(self._relay.progress.emit)  # may come from the loading thread
-        ev.quality.connect(lambda _s: self._update_confidence())
-        ev.automatic.connect(self._on_automatic)
-        ev.offer_demo.connect(self._offer_demo)
-        ev.status.connect(lambda _t: self._on_model_status())
+        self._relay.progress.connect(self._while_shown(self.feedback.progress))
+        ctl, bridge = self.controller, self.layers
+
+        def gone(*_: Any) -> None:  # the dock was deleted (napari closed): stop, touch nothing
+            bridge.closed = True
+            ctl.writer = None
+            ctl.cancel()
+        self.destroyed.connect(gone)
+
+    def _while_shown(self, slot: Any) -> Any:
+        """``slot``, skipped once the dock is closed or deleted (a job may still report)."""
+        bridge = self.layers
+
+        def call(*args: Any) -> None:
+            if not bridge.closed:
+                slot(*args)
+        return call
 
     def _bind(self) -> None:
         binds = {"t": self.toggle_polarity, "n": lambda: self.new_object(), "Shift-P": lambda: self.propagate(),
@@ -170,6 +183,8 @@ class SAM2Widget(QWidget):
         """Closing the dock: stop the job, unhook keys / mouse / layer events. The layers and
         their data stay in the viewer."""
         self.controller.cancel()
+        self.layers.closed = True
+        self.controller.writer = None
         self.feedback.close()
         for key in self._bound:
             self.viewer.keymap.pop(key, None)
@@ -178,7 +193,6 @@ class SAM2Widget(QWidget):
         self.viewer.layers.events.inserted.disconnect(self._refresh_layer_combos)
         self.viewer.layers.events.removed.disconnect(self._refresh_layer_combos)
         self.viewer.dims.events.current_step.disconnect(self._on_dims)
-        self.layers.on_edit = lambda s, sl: None
         super().closeEvent(event)
 
     # ================================================================== images and axes
@@ -198,8 +212,10 @@ class SAM2Widget(QWidget):
                 combo.setCurrentText(cur)
             combo.blockSignals(False)
         name = self.ui.image_combo.currentText()
-        s = self.session
-        if name and (s is None or self._images.get(s.source.uid) is not self.viewer.layers[name]):
+        # the first image opens by itself; later ones when chosen (a removed layer never
+        # re-opens anything: napari may be closing, and parked sessions stay as they are)
+        added = event is None or getattr(event, "type", "") == "inserted"
+        if name and added and self.session is None and not self._opening:
             self.open_image()
         if not self._zoomed and self.isVisible() and name:
             self._zoomed = True
@@ -233,7 +249,7 @@ class SAM2Widget(QWidget):
         """Make the image chosen in the combo the controller's active image (its previous
         session resumes with its axes; a new image gets axes guessed from its shape)."""
         ly = self.image_layer
-        uid = id(ly)
+        uid = ly.unique_id  # (the viewer napari gives plugins hands out a new proxy per access)
         known = [s for (u, _), s in self.controller.sessions.items() if u == uid]
         if known:
             sp = known[-1].spec
@@ -245,14 +261,18 @@ class SAM2Widget(QWidget):
 
     def _open(self, ly: Any) -> Session:
         mode, ca, chans = self._axes_from_ui()
-        self._images[id(ly)] = ly
+        self._images[ly.unique_id] = ly
 
         def contrast() -> Any:
             if getattr(ly, "rgb", False) and level0(ly).dtype == np.uint8:
                 return None
             return tuple(float(v) for v in ly.contrast_limits)
-        return self.controller.open_image(level0(ly), ly.name, uid=id(ly), mode=mode, channel_axis=ca, channels=chans,
-                                          rgb=bool(getattr(ly, "rgb", False)), contrast=contrast)
+        self._opening = True  # adding the session's layers must not re-open the image
+        try:
+            return self.controller.open_image(level0(ly), ly.name, uid=ly.unique_id, mode=mode, channel_axis=ca,
+                                              channels=chans, rgb=bool(getattr(ly, "rgb", False)), contrast=contrast)
+        finally:
+            self._opening = False
 
     @guard
     def apply_axes(self) -> Optional[Session]:
@@ -264,9 +284,21 @@ class SAM2Widget(QWidget):
         ly = self._images.get(s.source.uid)
         if ly is not None and ly in self.viewer.layers:
             self.layers.ensure(s, ly)
+            # a session opened while napari inserts an image: napari then makes the image the
+            # active layer; the points layer becomes active again once it has
+            QTimer.singleShot(0, self._while_shown(lambda: self.layers.raise_prompts(s)))
         self._on_dims()
         self._on_objects(s)
         self._update_confidence()
+
+    def _on_prompts(self, s: Session) -> None:
+        ly = self._images.get(s.source.uid)
+        sl = self.layers.by_sid.get(s.sid)
+        if s is self.session and ly is not None and ly in self.viewer.layers and (
+                sl is None or not self.layers.alive(sl.points) or not self.layers.alive(sl.boxes)):
+            self.layers.ensure(s, ly)  # a prompt layer the user deleted comes back with the prompts
+        else:
+            self.layers.sync_prompts(s)
 
     def _current_key(self, s: Session) -> Optional[Key]:
         ly = self._images.get(s.source.uid)
@@ -311,7 +343,8 @@ class SAM2Widget(QWidget):
     def _offer_demo(self, reason: str) -> None:
         self.ui.demo_button.setVisible(True)
 
-    def _on_model_status(self) -> None:
+    def _on_status(self, text: str) -> None:
+        self.ui.model_status.setText(text)
         if self.controller.engine is not None:
             self.ui.demo_button.setVisible(False)
         self._refresh()
@@ -398,7 +431,8 @@ class SAM2Widget(QWidget):
         s, sl = self.session, self.session_layers()
         if s is None or sl is None:
             return
-        if viewer.layers.selection.active is sl.points and sl.points.mode == "add":
+        active = viewer.layers.selection.active
+        if active is not None and active.unique_id == sl.points.unique_id and sl.points.mode == "add":
             return  # napari's add mode adds this point itself (any button): no second point
         try:
             pos = list(sl.image.world_to_data(event.position))

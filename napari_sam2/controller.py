@@ -147,6 +147,12 @@ class SAM2Controller:
         self.model_label = label or key
         self.events.status.emit(f"{self.model_label} on {dev}")
         self.events.clear_topic.emit("model")
+        s = self.session
+        if s is not None and not self.busy and _changed(s.collect(), s.applied):
+            try:  # clicks made before any model was loaded become masks now
+                self.update_predictions("click")
+            except Exception as exc:  # noqa: BLE001 - reported; the model is loaded all the same
+                self.events.message.emit("error", f"SAM 2: {exc}", "prompts")
 
     def use_disk_cache(self, on: bool) -> None:
         """Mirror embeddings on disk (``$NAPARI_SAM2_CACHE_DIR``) or keep them in memory only."""
@@ -344,9 +350,17 @@ class SAM2Controller:
         if not masks:
             raise ValueError(f"no label {label_id or '(any)'} on this frame of {name!r}")
         ids = []
+        cur = s.objects.current_id
+        unused = bool(cur) and not any(o == cur for k in s.collect().values() for o in k) and not any(
+            (a == cur).any() for t, a in s.outputs.items() if t != "automatic")
         for value, m in masks.items():
-            oid = s.objects.current_id if label_id else s.objects.add(f"{name} {value}", select=False).obj_id
-            oid = oid or s.objects.add().obj_id
+            if label_id:
+                oid = cur or s.objects.add().obj_id
+            elif unused and not ids:  # the first label takes the current object while it is still empty
+                oid = cur
+                s.objects.rename(cur, f"{name} {value}")
+            else:
+                oid = s.objects.add(f"{name} {value}", select=False).obj_id
             s.mask_prompts[(k, oid)] = m
             ids.append(oid)
         s.objects.select(ids[0])
@@ -540,7 +554,7 @@ class SAM2Controller:
                 if on_done is not None:
                     on_done(job)
             finally:
-                self.events.busy.emit(False)
+                self.events.busy.emit(self.busy)  # on_done may have started the next job
                 if self.pending and self.job is None and self.session is not None:
                     self.pending = False
                     try:
@@ -551,8 +565,8 @@ class SAM2Controller:
         def body(job: Job) -> Any:
             self.job = job  # (again) from the worker: cancel() reaches the running job
             return fn(job)
-        self.events.busy.emit(True)
         self.job = Job(name)  # busy from now on
+        self.events.busy.emit(True)
         job = self.runner.start(name, body, on_item=on_item, on_done=done)
         if not job.finished:
             self.job = job

@@ -41,6 +41,7 @@ def _send(viewer, kind, pos: QPoint, button, buttons, mods) -> None:
 
 def click(qtbot, viewer, layer, data_pos, button=LEFT, mods=NONE) -> None:
     """Press and release one mouse button at a data position (no drag)."""
+    qtbot.wait(5)  # what the app's event loop would have done since the last action
     p = to_canvas(viewer, layer, data_pos)
     _send(viewer, QMouseEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, mods)
     _send(viewer, QMouseEvent.Type.MouseButtonPress, p, button, button, mods)
@@ -50,6 +51,7 @@ def click(qtbot, viewer, layer, data_pos, button=LEFT, mods=NONE) -> None:
 
 def drag(qtbot, viewer, layer, start, end, steps: int = 6, mods=NONE) -> None:
     """Left-button drag from ``start`` to ``end`` (data positions), through ``steps`` moves."""
+    qtbot.wait(5)
     a, b = to_canvas(viewer, layer, start), to_canvas(viewer, layer, end)
     _send(viewer, QMouseEvent.Type.MouseMove, a, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, mods)
     _send(viewer, QMouseEvent.Type.MouseButtonPress, a, LEFT, LEFT, mods)
