@@ -57,7 +57,6 @@ class LayerBridge:
         self.on_edit = on_edit
         self.by_sid: Dict[int, SessionLayers] = {}
         self._muted = False
-        self._pending: Dict[int, Any] = {}
         self.positive = True  # polarity of the next click added in a points layer
         self.closed = False  # the dock is gone: touch no layer any more
 
@@ -222,8 +221,8 @@ class LayerBridge:
 
     def write(self, s: Session, tid: str, e: PlaneEdit) -> bool:
         """The controller's writer: a write on the displayed plane goes through
-        ``Labels.data_setitem`` with the changed pixels (napari redraws only them; the redraw
-        waits for :meth:`redraw`). Returns False for other planes (written directly)."""
+        ``Labels.data_setitem`` with the changed pixels (napari redraws only them). Returns
+        False for other planes (written directly)."""
         layer = self.output_layer(s, tid)
         if layer is None or tuple(e.key) != self.shown_key(s):
             return False
@@ -231,8 +230,8 @@ class LayerBridge:
         changed = e.before != e.after
         yy, xx = np.nonzero(changed)
         index = tuple(np.full(len(yy), k) for k in e.key) + (yy + y0, xx + x0)
-        layer.data_setitem(index, e.after[changed], refresh=False)
-        self._pending[id(layer)] = layer
+        # napari redraws just the changed box (and records the edit in its own undo)
+        layer.data_setitem(index, e.after[changed], refresh=True)
         return True
 
     def redraw(self, s: Session, targets: Any, full: bool) -> None:
@@ -242,11 +241,5 @@ class LayerBridge:
         plain = self.shown_key(s) is not None
         for tid in targets:
             layer = self.output_layer(s, tid)
-            if layer is None:
-                continue
-            if id(layer) in self._pending and not full:
-                # napari >= 0.4.19 redraws the accumulated box of the data_setitem calls
-                getattr(layer, "_partial_labels_refresh", layer.refresh)()
-            elif full or not plain:
+            if layer is not None and (full or not plain):  # displayed planes redraw in write()
                 layer.refresh()
-            self._pending.pop(id(layer), None)

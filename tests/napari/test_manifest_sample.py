@@ -51,6 +51,9 @@ def test_sample_data_shapes_and_ground_truth():
     assert img.dtype == np.uint16 and img.ndim == 3 and img.max() > 1000 and gt.max() >= 8
     inside, outside = img[gt > 0].mean(), img[gt == 0].mean()
     assert inside > 2 * outside
+    img, gt = sd.make_nuclei_2d(512, 40, seed=2)  # the large sample's generator, smaller
+    sizes = np.bincount(gt.ravel())[1:]
+    assert img.shape == (512, 512, 3) and gt.max() == 40 and sizes.min() >= 0.75 * 36 and sizes.max() <= 1.25 * 400
 
 
 def test_sample_data_opens_through_npe2():
@@ -62,7 +65,7 @@ def test_sample_data_opens_through_npe2():
     pm = PluginManager()
     pm.register(PluginManifest.from_file(MANIFEST))
     samples = {s.key: s for s in dict(pm.iter_sample_data())["sam2-plugins"]}
-    assert set(samples) == {"timelapse", "tzyx", "nuclei3d"}
+    assert set(samples) == {"timelapse", "tzyx", "nuclei3d", "nuclei_large"}
     cmd = {c.id: c for c in pm.get_manifest("sam2-plugins").contributions.commands}[samples["tzyx"].command]
     mod, attr = cmd.python_name.split(":")
     viewer = ViewerModel()

@@ -32,7 +32,7 @@ def test_opens_from_the_plugins_menu(make_napari_viewer, qtbot):
     assert len(actions) == 1, [a.text() for a in viewer.window.plugins_menu.actions()]
     actions[0].trigger()
     qtbot.wait(50)
-    docked = [d.widget() for d in viewer.window._dock_widgets.values()]
+    docked = list(viewer.window.dock_widgets.values())
     w = next(x for x in docked if isinstance(x, SAM2Widget))
     assert w.viewer is viewer and w.session is not None and w.session.spec.mode == "Z"
     zoom = viewer.camera.zoom
