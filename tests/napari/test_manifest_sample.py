@@ -38,7 +38,7 @@ def test_package_import_is_light():
 
 
 def test_sample_data_shapes_and_ground_truth():
-    from napari_sam2 import _sample_data as sd
+    from napari_sam2 import sample_data as sd
 
     (img, meta, kind), (gt, _, gkind) = sd.synthetic_timelapse()
     assert kind == "image" and gkind == "labels" and meta["rgb"]
