@@ -176,7 +176,8 @@ def napari_click_floor(viewer: Any, shape: Sequence[int], clicks: int = 10, seed
     try:
         process_events()
         for _ in range(clicks):
-            pos = [0] * (len(shape) - 2) + [int(rng.integers(h // 4, 3 * h // 4)), int(rng.integers(w // 4, 3 * w // 4))]
+            yx = [int(rng.integers(h // 4, 3 * h // 4)), int(rng.integers(w // 4, 3 * w // 4))]
+            pos = [0] * (len(shape) - 2) + yx
             t0 = time.perf_counter()
             layer.add(np.asarray(pos, float)[None])
             t1 = time.perf_counter()
@@ -378,7 +379,8 @@ def _print_click(label: str, res: Dict[str, Any]) -> None:
     f = res["napari_floor"]
     print(f"{label}: click -> Labels updated {res['handled_median_ms']:.1f} ms median = model "
           f"{res['model_median_ms']:.1f} + plugin {res['plugin_median_ms']:.1f} + view {res['napari_median_ms']:.1f}; "
-          f"then redraw {res['draw_median_ms']:.1f} (total {res['median_ms']:.1f}, max {res['max_ms']:.1f}); mask covers "
+          f"then redraw {res['draw_median_ms']:.1f} (total {res['median_ms']:.1f}, max {res['max_ms']:.1f}); "
+          f"mask covers "
           f"{100 * res['mask_fraction']:.1f} %; napari alone: point {f['add_median_ms']:.1f} + redraw "
           f"{f['draw_median_ms']:.1f}", flush=True)
 

@@ -100,7 +100,8 @@ def _along(ctl: "SAM2Controller", s: "Session", along: Optional[str]) -> str:
         raise ValueError("the axes are '2D': there is no stack axis to propagate along (choose Z, T or TZ)")
     ax = along or {"Z": "Z", "T": "T", "TZ": ctl.tz_along}[mode]
     if ax not in s.spec.stack_names and not (ax == "ZT" and mode == "TZ"):
-        raise ValueError(f"cannot propagate along {ax!r} with axes {mode!r} (stack axes: {', '.join(s.spec.stack_names)})")
+        raise ValueError(f"cannot propagate along {ax!r} with axes {mode!r} "
+                         f"(stack axes: {', '.join(s.spec.stack_names)})")
     return ax
 
 
@@ -304,7 +305,8 @@ def _sequence(ctl: "SAM2Controller", key: Optional[Sequence[int]]):
     return s, k, axis_name, pos, seq_id(axis_name, {i: k[i] for i in range(len(k)) if i != pos})
 
 
-def confidence(ctl: "SAM2Controller", key: Optional[Sequence[int]], obj_id: Optional[int]) -> Optional[ConfidenceSeries]:
+def confidence(ctl: "SAM2Controller", key: Optional[Sequence[int]],
+               obj_id: Optional[int]) -> Optional[ConfidenceSeries]:
     seq = _sequence(ctl, key)
     if seq is None:
         return None

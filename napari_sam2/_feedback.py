@@ -8,7 +8,7 @@ Qt and napari; driven by the controller's events (see ``controller.ControllerEve
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from qtpy.QtCore import QObject, Signal
 
@@ -44,6 +44,7 @@ class Feedback:
         self.last_message = ""
         self.by_topic: Dict[str, List[str]] = {}
         self._activity: Dict[str, Any] = {}
+        self.activity_seen: List[str] = []  # kinds listed in napari's activity panel so far
         self._shown_at = 0.0
         self.use_activity_for_propagation = lambda: ui.activity_progress.isChecked()
 
@@ -90,7 +91,8 @@ class Feedback:
             mb = p.done / 2**20
             bar.setRange(0, max(p.total or 0, 1) if p.total else 0)
             bar.setValue(min(p.done, p.total) if p.total else 0)
-            bar.setFormat(f"download {mb:.0f} / {(p.total or 0) / 2**20:.0f} MB" if p.total else f"download {mb:.0f} MB")
+            total_mb = (p.total or 0) / 2**20
+            bar.setFormat(f"download {mb:.0f} / {total_mb:.0f} MB" if p.total else f"download {mb:.0f} MB")
             return
         now = time.perf_counter()
         if not finished and p.done not in (1, p.total) and now - self._shown_at < 0.5:
@@ -101,7 +103,8 @@ class Feedback:
         if finished and p.kind == "automatic":
             bar.setRange(0, 1)
             bar.setValue(1 if p.text == "done" else 0)
-            bar.setFormat({"done": "automatic: done", "cancelled": "automatic: cancelled"}.get(p.text, "automatic: failed"))
+            bar.setFormat({"done": "automatic: done", "cancelled": "automatic: cancelled"}.get(
+                p.text, "automatic: failed"))
             return
         bar.setRange(0, max(total, 1))
         bar.setValue(p.done)
@@ -117,6 +120,7 @@ class Feedback:
         if ap is None:
             desc = {"download": "SAM 2: downloading weights", "propagation": "SAM 2 propagation"}.get(p.kind, p.kind)
             ap = self._activity[p.kind] = progress(total=p.total or 0, desc=desc)
+            self.activity_seen.append(p.kind)
         if p.total and ap.total != p.total:
             ap.total = p.total
         ap.update(max(0, p.done - ap.n))
@@ -146,7 +150,8 @@ def refresh_enabled(ui: Any, ctl: Any, has_labels_layer: bool) -> None:
     along = {"Z": "Z", "T": "T", "TZ": ctl.tz_along}.get(s.spec.mode, "") if s is not None else ""
     _set(ui.propagate_button, not prop_why, prop_why, f"propagate every object's prompts along {along} (Shift+P)")
     _set(ui.from_here_button, not prop_why, prop_why, "re-propagate from the current frame only")
-    _set(ui.auto_button, not need, need, "automatic masks on the current slice" + (" (tiled)" if ctl.tiles.enabled else ""))
+    _set(ui.auto_button, not need, need,
+         "automatic masks on the current slice" + (" (tiled)" if ctl.tiles.enabled else ""))
     _set(ui.cancel_button, busy, "nothing is running", "stop after the current frame (results so far stay)")
     _set(ui.load_button, not busy, "a job is running: wait for it or press Cancel", "build the chosen model")
     _set(ui.demo_button, not busy, "a job is running", "load the shipped demo model (synthetic shapes only)")
@@ -156,7 +161,8 @@ def refresh_enabled(ui: Any, ctl: Any, has_labels_layer: bool) -> None:
          "a job is running" if busy and undo_l else "nothing to undo", f"undo: {undo_l[-1]} (U)" if undo_l else "")
     _set(ui.redo_button, bool(redo_l) and not busy,
          "a job is running" if busy and redo_l else "nothing to redo", f"redo: {redo_l[0]} (Shift+U)" if redo_l else "")
-    _set(ui.commit_button, s is not None and not busy, "open or choose an image first" if s is None else "a job is running",
+    _set(ui.commit_button, s is not None and not busy,
+         "open or choose an image first" if s is None else "a job is running",
          "freeze the current object: forget its prompts so nothing re-predicts it")
     has_seq = s is not None and s.quality.last_seq is not None
     _set(ui.next_flagged, has_seq and not busy, "nothing propagated yet" if not has_seq else "a job is running",

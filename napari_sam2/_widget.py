@@ -497,7 +497,8 @@ class SAM2Widget(QWidget):
         sug = res.suggestion
         u.auto_retry.setVisible(sug is not None)
         if sug is not None:
-            u.auto_retry.setText(f"Retry with IoU > {sug.pred_iou_thresh:.2f}, stability >= {sug.stability_score_thresh:.2f}"
+            u.auto_retry.setText(f"Retry with IoU > {sug.pred_iou_thresh:.2f}, "
+                                 f"stability >= {sug.stability_score_thresh:.2f}"
                                  + (f", min. area {sug.min_mask_region_area}" if sug.min_mask_region_area
                                     != u.min_area.value() else ""))
             self._suggestion = sug

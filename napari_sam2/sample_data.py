@@ -66,7 +66,8 @@ def make_nuclei_3d(shape: Tuple[int, int, int] = (16, 96, 96), num: int = 12,
         r = rng.uniform(0.08, 0.14) * min(y, x)
         c = (rng.uniform(0.3, 0.7) * z, rng.uniform(r, y - r), rng.uniform(r, x - r))
         rz = rng.uniform(0.2, 0.35) * z
-        inside = (((zz - c[0]) / rz) ** 2 + ((yy - c[1]) / r) ** 2 + ((xx - c[2]) / (r * rng.uniform(0.8, 1.2))) ** 2) <= 1
+        rx = r * rng.uniform(0.8, 1.2)
+        inside = (((zz - c[0]) / rz) ** 2 + ((yy - c[1]) / r) ** 2 + ((xx - c[2]) / rx) ** 2) <= 1
         if (labels[inside] != 0).any():
             continue
         placed += 1
@@ -137,7 +138,7 @@ def make_nuclei_2d(size: int = 4096, num: int = 400, seed: int = 0, diameter: Tu
         colour = rng.uniform([60, 20, 90], [160, 90, 200])  # haematoxylin-like purples
         stripes = 22.0 * np.sign(np.sin((sy + sx) * (2 * np.pi / rng.uniform(4, 8))))
         for ch in range(3):
-            img[y0:y1, x0:x1, ch][inside] = (colour[ch] + stripes + 0 * sx)[inside]
+            img[y0:y1, x0:x1, ch][inside] = (colour[ch] + stripes)[inside]
     img += rng.normal(0, 5, size=img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8), labels
 

@@ -39,7 +39,8 @@ def test_tiled_automatic_and_clicks_beat_untiled_on_small_nuclei(demo):
     r_t = bench.recall(lab_t, gt)
     r_u = max(bench.recall(bench.automatic(demo, img, False, args, 16, iou, st)[0], gt)
               for iou, st in ((0.5, 0.6), (0.0, 0.0)))
-    print(f"1024², 60 nuclei: automatic recall at IoU 0.5 tiled {r_t:.3f} ({info_t['tiles']} tiles) vs untiled {r_u:.3f}")
+    print(f"1024², 60 nuclei: automatic recall at IoU 0.5 tiled {r_t:.3f} ({info_t['tiles']} tiles) "
+          f"vs untiled {r_u:.3f}")
     assert r_t >= 0.5 and r_t >= 2 * r_u
     ids = np.arange(1, 11)
     ct = bench.click_ious(demo, img, gt, ids, True, args)

@@ -90,3 +90,14 @@ def test_installed_entry_point_is_discovered_by_npe2():
     m = pm.get_manifest("sam2-plugins")
     assert m.package_metadata is None or m.package_metadata.name == "sam2-plugins"
     assert {c.id for c in m.contributions.commands} >= {"sam2-plugins.widget"}
+
+
+def test_benchmarks_use_only_public_plugin_modules():
+    """benchmarks/ drives the plugin through its public doors (the manifest, the controller,
+    sample data), never its private modules."""
+    import re
+
+    root = MANIFEST.parents[1] / "benchmarks"
+    bad = [f"{p.name}: {m}" for p in root.glob("*.py")
+           for m in re.findall(r"napari_sam2\._\w+", p.read_text())]
+    assert not bad, bad

@@ -107,7 +107,7 @@ def test_nothing_is_lost(sam2_widget, qtbot):
     automatic twice, propagation twice. No result layer or history entry disappears without
     an undo; each result can be brought back."""
     viewer, w = sam2_widget()
-    a = viewer.add_image(np.zeros((6, 24, 24), np.uint8), name="a")
+    viewer.add_image(np.zeros((6, 24, 24), np.uint8), name="a")
     w.ui.mode_combo.setCurrentText("T")
     w.controller.engine = StubEngine()
     w.add_click((2, 10, 10))
@@ -461,3 +461,37 @@ def test_activity_panel_default_follows_the_opengl_renderer(sam2_widget, monkeyp
     assert not SAM2Widget(viewer).ui.activity_progress.isChecked()
     monkeypatch.setattr(gl, "gl_renderer", lambda v: "NVIDIA GeForce RTX 4090/PCIe/SSE2")
     assert SAM2Widget(viewer).ui.activity_progress.isChecked()
+
+
+@pytest.mark.slow
+def test_default_model_downloads_once_with_progress_in_the_activity_panel(sam2_widget, qtbot, tmp_path,
+                                                                           monkeypatch):
+    """The default (official tiny weights) from a file server on 127.0.0.1: downloaded once with
+    progress in the dock and napari's activity panel, then read from the cache."""
+    import torch
+
+    from sam2_plugins import build_sam2
+    from sam2_plugins.default_model import MIRROR_ENV
+    from tests.file_server import FileServer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    model = build_sam2("sam2.1_hiera_tiny", checkpoint=None, device="cpu")
+    torch.save({"model": {k: v.half() for k, v in model.state_dict().items()}}, served / "sam2.1_hiera_tiny.pt")
+    del model
+    server = FileServer(served)
+    try:
+        monkeypatch.setenv("SAM2_PLUGINS_CACHE", str(tmp_path / "cache"))
+        monkeypatch.setenv(MIRROR_ENV, server.url)
+        viewer, w = sam2_widget(threaded=True)
+        w.load_model()
+        wait_idle(qtbot, w, timeout=300000)
+        assert w.controller.engine is not None, w.last_message
+        assert w.ui.model_status.text().startswith("sam2.1_hiera_tiny") and "download" in w.feedback.activity_seen
+        assert not w.feedback._activity, "the activity-panel entry is closed when done"
+        assert (tmp_path / "cache" / "sam2.1_hiera_tiny.pt").exists() and server.requests == ["/sam2.1_hiera_tiny.pt"]
+        w.load_model()  # again: from the cache
+        wait_idle(qtbot, w, timeout=300000)
+        assert server.requests == ["/sam2.1_hiera_tiny.pt"]
+    finally:
+        server.close()
