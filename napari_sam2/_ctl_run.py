@@ -90,7 +90,9 @@ def encode(ctl: "SAM2Controller", todo: List[Tuple[Any, Callable[[], np.ndarray]
         if job.error is not None:
             ctl.pending = False
             _fail(ctl, job, "encoding")
-    return ctl._start("encoding", body, on_item=lambda it: _progress(ctl, "encoding", it[0], it[1]), on_done=done)
+    unit = "frames" if all(t[0][3] is None for t in uniq) else "tiles"  # frame tokens: (uid, spec, key, window, ...)
+    return ctl._start("encoding", body, on_item=lambda it: _progress(ctl, "encoding", it[0], it[1], unit),
+                      on_done=done)
 
 
 # ---------------------------------------------------------------------------- propagation

@@ -93,7 +93,7 @@ class LayerBridge:
                 sl.boxes.events.data.connect(lambda e, s=s: self._edited(s, e))
             if not self.alive(sl.points):
                 sl.points = self.viewer.add_points(
-                    np.zeros((0, nd)), ndim=nd, name=self._name(s, "points"), size=max(3, min(s.hw) // 40),
+                    np.zeros((0, nd)), ndim=nd, name=self._name(s, "points"), size=int(np.clip(min(s.hw) // 40, 3, 10)),
                     features={"obj_id": np.zeros(0, int), "positive": np.zeros(0, bool)}, **geo)
                 sl.points.events.data.connect(lambda e, s=s: self._edited(s, e))
         self.sync_prompts(s)

@@ -53,6 +53,14 @@ def _row(*widgets: QWidget) -> QWidget:
     return w
 
 
+def _combo(min_chars: int = 14) -> QComboBox:
+    """A combo box whose width does not follow its longest entry (the dock stays narrow)."""
+    c = QComboBox()
+    c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    c.setMinimumContentsLength(min_chars)
+    return c
+
+
 def _spin(lo: float, hi: float, value: float, step: float = 0.05) -> QDoubleSpinBox:
     s = QDoubleSpinBox()
     s.setRange(lo, hi)
@@ -106,12 +114,12 @@ class Controls:
         box = QWidget()
         form = QFormLayout(box)
         form.setContentsMargins(0, 0, 0, 0)
-        self.image_combo = QComboBox()
+        self.image_combo = _combo()
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(list(MODES))
         self.mode_combo.setToolTip("2D image, Z stack, time-lapse, or T x Z (3D+t): the stack axes before Y, X. "
                                    "They decide what is encoded and what Propagate runs along.")
-        self.along_combo = QComboBox()
+        self.along_combo = _combo(10)
         for text, _ in TZ_ALONG:
             self.along_combo.addItem(text)
         self.along_combo.setToolTip("TZ: what Propagate runs along")
@@ -121,43 +129,51 @@ class Controls:
         self.channel_axis.setValue(-1)
         self.channel_axis.setToolTip("index of a channel axis in the layer data (none for grey or RGB)")
         self.channels_edit = QLineEdit()
-        self.channels_edit.setPlaceholderText("e.g. 0,2 (R, G, B; default: first 3)")
-        self.model_combo = QComboBox()
+        self.channels_edit.setPlaceholderText("e.g. 0,2 (default 0,1,2)")
+        self.channels_edit.setToolTip("up to 3 channels shown to SAM 2 as R, G, B")
+        self.model_combo = _combo()
         self.model_combo.addItems(list(MODEL_CHOICES))
         self.model_combo.setCurrentText(DEFAULT_CHOICE)
         self.model_combo.setToolTip("official weights are downloaded once and cached; the demo model "
                                     "(trained on synthetic shapes only) is for trying the interface")
         self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("empty: official download / demo; or a local .pt file")
+        self.checkpoint_edit.setPlaceholderText("empty, or a local .pt file")
+        self.checkpoint_edit.setToolTip("empty: official weights (downloaded once) or the demo weights; "
+                                        "or the path of a local checkpoint file")
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICE_CHOICES))
-        self.disk_cache = QCheckBox("cache embeddings on disk")
+        self.disk_cache = QCheckBox("disk cache")
+        self.disk_cache.setToolTip("also keep image / tile embeddings on disk ($NAPARI_SAM2_CACHE_DIR)")
         self.load_button = QPushButton("Load model")
-        self.demo_button = QPushButton("Use the demo model (synthetic shapes only)")
+        self.demo_button = QPushButton("Use the demo model")
+        self.demo_button.setToolTip("the shipped demo model: synthetic shapes only, for trying the interface")
         self.demo_button.setVisible(False)
         self.model_status = QLabel("no model loaded")
         self.model_status.setWordWrap(True)
-        self.tiled = QCheckBox("tiled (large images)")
+        self.tiled = QCheckBox("tiled")
         self.tiled.setToolTip("embed overlapping tiles instead of the whole plane shrunk to the model's input: "
                               "small objects in large images stay visible to SAM 2")
         self.tile_size = QSpinBox()
         self.tile_size.setRange(0, 8192)
-        self.tile_size.setSpecialValueText("model")
-        self.tile_size.setToolTip("tile side in pixels (model: the model's input size, 1024 for official weights)")
+        self.tile_size.setSuffix(" px")
+        self.tile_size.setSpecialValueText("auto")
+        self.tile_size.setToolTip("tile side in pixels (auto: the model's input size, 1024 for official weights)")
         self.tile_overlap = QSpinBox()
         self.tile_overlap.setRange(0, 4096)
         self.tile_overlap.setValue(128)
+        self.tile_overlap.setSuffix(" px")
         self.tile_overlap.setToolTip("pixels shared by neighbouring tiles: more than your largest object")
         form.addRow("image", self.image_combo)
         form.addRow("axes", _row(self.mode_combo, self.along_combo))
-        form.addRow("channels", _row(QLabel("axis"), self.channel_axis, self.channels_edit))
+        form.addRow("channel axis", _row(self.channel_axis, self.channels_edit))
         form.addRow("model", self.model_combo)
         form.addRow("checkpoint", self.checkpoint_edit)
         form.addRow("device", _row(self.device_combo, self.disk_cache))
         form.addRow(_row(self.load_button))
         form.addRow(self.demo_button)
         form.addRow(self.model_status)
-        form.addRow(_row(self.tiled, QLabel("tile"), self.tile_size, QLabel("overlap"), self.tile_overlap))
+        form.addRow("large images", self.tiled)
+        form.addRow("tile, overlap", _row(self.tile_size, self.tile_overlap))
         self._add("Image and model", box)
 
     def _objects_section(self) -> None:
@@ -178,13 +194,14 @@ class Controls:
         self.output_combo = QComboBox()
         self.output_combo.addItems(["one Labels layer (instances)", "one Labels layer per object"])
         lay.addWidget(self.output_combo)
-        self.mask_layer_combo = QComboBox()
+        self.mask_layer_combo = _combo(10)
         self.mask_id = QSpinBox()
         self.mask_id.setRange(0, 2**31 - 1)
         self.mask_id.setSpecialValueText("all")
         self.mask_id.setToolTip("label value to use (all: every label becomes an object)")
         self.mask_button = QPushButton("Use as mask prompt")
-        lay.addWidget(_row(QLabel("Labels"), self.mask_layer_combo, self.mask_id, self.mask_button))
+        lay.addWidget(_row(QLabel("mask from"), self.mask_layer_combo, self.mask_id))
+        lay.addWidget(self.mask_button)
         self._add("Objects and prompts", box)
 
     def _propagation_section(self) -> None:
@@ -198,12 +215,14 @@ class Controls:
         self.from_here_button = QPushButton("From this frame")
         self.from_here_button.setToolTip("re-propagate from the current frame only (after a correction click)")
         self.cancel_button = QPushButton("Cancel")
-        self.auto_repropagate = QCheckBox("corrections re-propagate from their frame")
+        self.auto_repropagate = QCheckBox("corrections re-propagate")
+        self.auto_repropagate.setToolTip("a click on a propagated sequence re-propagates from its frame")
         self.auto_repropagate.setChecked(True)
-        self.activity_progress = QCheckBox("also in napari's activity panel")
+        self.activity_progress = QCheckBox("activity panel")
         self.activity_progress.setChecked(True)
         self.activity_progress.setToolTip(
-            "napari's activity panel animates a spinner while a task runs; with software OpenGL "
+            "also show propagation in napari's activity panel. It animates a spinner while a task runs; with "
+            "software OpenGL "
             "(a remote desktop, Xvfb) each redraw is slow and holds the interpreter, which can "
             "slow propagation several-fold. On by default with hardware OpenGL, off with a "
             "software renderer")

@@ -304,11 +304,14 @@ class SAM2Controller:
 
     # ================================================================== prompts
     def _object_for_prompt(self, s: Session, obj_id: Optional[int]) -> int:
+        before = (s.objects.ids, s.objects.current_id)
         if obj_id is not None:
             s.objects.ensure(int(obj_id))
             s.objects.select(int(obj_id))
         if not s.objects.current_id:
             s.objects.add()
+        if (s.objects.ids, s.objects.current_id) != before:
+            self.events.objects.emit(s)
         return s.objects.current_id
 
     def add_click(self, position: Sequence[float], positive: bool = True, obj_id: Optional[int] = None) -> None:
@@ -372,8 +375,11 @@ class SAM2Controller:
         """Replace the active image's clicks and boxes (the view calls this when the user
         edits the prompt layers) and re-predict what changed."""
         s = self._active()
-        for o in {*map(int, point_obj), *map(int, box_obj)} - {0}:
+        new = {*map(int, point_obj), *map(int, box_obj)} - {0} - set(s.objects.ids)
+        for o in new:
             s.objects.ensure(o)
+        if new:
+            self.events.objects.emit(s)
         s.set_prompts(points, point_obj, point_pos, boxes, box_obj)
         self.update_predictions("click")
 

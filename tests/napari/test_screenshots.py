@@ -98,13 +98,13 @@ def test_screenshot_tiled_large_image(sam2_widget, qtbot):
     lab = gt[ys, xs]
     n = np.maximum(np.bincount(lab), 1)
     cy, cx = np.bincount(lab, ys) / n, np.bincount(lab, xs) / n
-    ids = [i for i in range(1, len(n)) if cy[i] < 900 and cx[i] < 900][:12]
+    ids = [i for i in range(1, len(n)) if 100 < cy[i] < 700 and 100 < cx[i] < 700]
     for i in ids:
         w.add_click(centre(gt == i), obj_id=w.new_object())
         wait_idle(qtbot, w)
-    viewer.camera.center = (450, 450)
-    viewer.camera.zoom = 0.9
+    viewer.camera.center = (400, 400)
+    viewer.camera.zoom = 1.3
     _shot(viewer, qtbot, "napari_tiled_large.png")
     out = w.session.outputs["instances"]
-    assert len(ids) >= 6 and len(set(np.unique(out)) - {0}) == len(ids)
+    assert len(ids) >= 5 and len(set(np.unique(out)) - {0}) == len(ids)
     assert w.controller.engine.cache.misses <= len(ids), "one tile per click, not the 4096² plane"
