@@ -18,6 +18,7 @@ import numpy as np
 
 from ._automatic import AutoParams, AutoResult, automatic_frame
 from ._confidence import seq_id
+from ._events import Progress, PropagationStatus
 from ._history import Step
 from ._jobs import Job
 from ._models import DefaultModelUnavailable, load_model as build, resolve_choice
@@ -35,8 +36,6 @@ __all__ = ["ConfidenceSeries", "load_model", "encode", "propagate", "automatic",
 
 
 def _progress(ctl: "SAM2Controller", kind: str, done: int, total: Optional[int], text: str = "") -> None:
-    from .controller import Progress
-
     ctl.events.progress.emit(Progress(kind, int(done), None if total is None else int(total), text))
 
 
@@ -133,8 +132,6 @@ def _windows(ctl: "SAM2Controller", s: "Session", prompts: PromptSet) -> List[Tu
 
 def propagate(ctl: "SAM2Controller", along: Optional[str], direction: Optional[str],
               from_key: Optional[Sequence[int]]) -> Job:
-    from .controller import PropagationStatus
-
     if ctl.engine is None:
         raise ValueError("load a model first")
     s = ctl._active()

@@ -23,18 +23,17 @@ Example::
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
-from psygnal import Signal
 
 from ._automatic import AutoParams, AutoResult
+from ._events import ControllerEvents, Progress, PropagationStatus
 from ._axes import MAX_PIXELS, AxisSpec, Limits, default_mode
 from ._embedding_cache import EmbeddingCache, default_cache_dir, install_forward_cache
 from ._history import PlaneEdit, Step, apply_step, clear_object, write_mask, write_region
 from ._jobs import Job, Runner, SyncRunner
-from ._prompts import FramePrompt, PromptSet, masks_from_labels
+from ._prompts import FramePrompt, changed_prompts, masks_from_labels
 from ._region import RegionMask
 from ._session import ImageSource, Key, Session
 from ._tiles import TileSettings, predict_tiled, prompt_extent
@@ -44,55 +43,6 @@ __all__ = ["SAM2Controller", "ControllerEvents", "Progress", "PropagationStatus"
            "TileSettings", "ImageSource", "Session", "FramePrompt", "RegionMask"]
 
 Writer = Callable[[Session, str, PlaneEdit], bool]
-
-
-@dataclass
-class Progress:
-    """A progress report: ``kind`` "download", "propagation", "automatic" or "encoding";
-    ``total`` None when unknown. Download reports come from the loading thread."""
-
-    kind: str
-    done: int
-    total: Optional[int]
-    text: str = ""
-
-
-@dataclass
-class PropagationStatus:
-    """The last propagation: "running", "done", "cancelled" or "failed", frames written,
-    frames planned, seconds."""
-
-    state: str = "idle"
-    frames: int = 0
-    total: int = 0
-    seconds: float = 0.0
-    axis: str = ""
-
-    @property
-    def cancelled(self) -> bool:
-        return self.state == "cancelled"
-
-
-class ControllerEvents:
-    """Signals (psygnal) the view listens to; none carries Qt objects."""
-
-    message = Signal(str, str, str)  # level ("info", "warning", "error"), text, topic
-    clear_topic = Signal(str)  # messages of this topic no longer apply
-    status = Signal(str)  # the model line
-    session = Signal(object)  # the active Session changed
-    prompts = Signal(object)  # a Session's clicks / boxes changed (undo, clear, API calls)
-    objects = Signal(object)  # a Session's objects changed
-    outputs = Signal(object, str)  # a new result array (Session, target) exists
-    labels = Signal(object, object, bool)  # Session, targets written, full redraw needed
-    history = Signal(object)  # a Session's undo stack changed
-    busy = Signal(bool)
-    progress = Signal(object)  # a Progress
-    quality = Signal(object)  # a Session's confidence log changed
-    automatic = Signal(object, object)  # Session, AutoResult
-    offer_demo = Signal(str)  # the default weights are unavailable (offline): the reason
-
-    def __init__(self) -> None:
-        pass
 
 
 class SAM2Controller:
@@ -147,7 +97,7 @@ class SAM2Controller:
         self.events.status.emit(f"{self.model_label} on {dev}")
         self.events.clear_topic.emit("model")
         s = self.session
-        if s is not None and not self.busy and _changed(s.collect(), s.applied):
+        if s is not None and not self.busy and changed_prompts(s.collect(), s.applied):
             try:  # clicks made before any model was loaded become masks now
                 self.update_predictions("click")
             except Exception as exc:  # noqa: BLE001 - reported; the model is loaded all the same
@@ -266,6 +216,7 @@ class SAM2Controller:
         """Clear an object's pixels (all frames, all result arrays) and prompts; ``remove``
         also deletes it from the list. Undoable."""
         s = self._active()
+        self._idle()
         oid = obj_id or s.objects.current_id
         if not oid or oid not in s.objects:
             raise ValueError("no object selected")
@@ -290,6 +241,7 @@ class SAM2Controller:
         """Freeze the current object: forget its prompts (its pixels stay, protected from
         other objects unless ``overwrite``) and start a new object. Undoable."""
         s = self._active()
+        self._idle()
         oid = s.objects.current_id
         if not oid:
             raise ValueError("no object selected")
@@ -400,7 +352,7 @@ class SAM2Controller:
             return
         self._check_size(s)
         new = s.collect()
-        changed = _changed(new, s.applied)
+        changed = changed_prompts(new, s.applied)
         if not changed:
             return
         if self.busy:  # the job's end re-runs this diff, which then includes this change
@@ -497,8 +449,7 @@ class SAM2Controller:
 
     def _step(self, forward: bool) -> Optional[str]:
         s = self._active()
-        if self.busy:
-            raise RuntimeError("a job is running: wait for it or cancel it")
+        self._idle()
         h = s.history
         if not (h.can_redo if forward else h.can_undo):
             self.events.message.emit("info", f"SAM 2: nothing to {'redo' if forward else 'undo'}", "history")
@@ -548,10 +499,13 @@ class SAM2Controller:
         """The key of the next frame worth a correction click, or None."""
         return _ctl_run.next_flagged(self, key)
 
-    def _start(self, name: str, fn: Callable[[Job], Any], on_item: Optional[Callable[[Any], None]] = None,
-               on_done: Optional[Callable[[Job], None]] = None) -> Job:
+    def _idle(self) -> None:
         if self.busy:
             raise RuntimeError("a job is running: wait for it or cancel it")
+
+    def _start(self, name: str, fn: Callable[[Job], Any], on_item: Optional[Callable[[Any], None]] = None,
+               on_done: Optional[Callable[[Job], None]] = None) -> Job:
+        self._idle()
 
         def done(job: Job) -> None:
             self.job = None
@@ -576,17 +530,3 @@ class SAM2Controller:
         if not job.finished:
             self.job = job
         return job
-
-
-def _changed(new: PromptSet, old: PromptSet) -> List[Tuple[Key, int]]:
-    return sorted({(k, o) for k in set(new) | set(old) for o in set(new.get(k, {})) | set(old.get(k, {}))
-                   if not _same(new.get(k, {}).get(o), old.get(k, {}).get(o))})
-
-
-def _same(a: Optional[FramePrompt], b: Optional[FramePrompt]) -> bool:
-    if a is None or b is None:
-        return a is b
-    return (np.array_equal(a.points, b.points) and np.array_equal(a.labels, b.labels)
-            and ((a.box is None and b.box is None) or (a.box is not None and b.box is not None
-                                                       and np.array_equal(a.box, b.box)))
-            and (a.mask is b.mask or (a.mask is not None and b.mask is not None and np.array_equal(a.mask, b.mask))))

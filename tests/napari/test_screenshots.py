@@ -80,6 +80,7 @@ def test_screenshot_propagated_stack(sam2_widget, qtbot):
     assert w.controller.last_propagation.state == "done"
 
 
+@pytest.mark.slow
 def test_screenshot_tiled_large_image(sam2_widget, qtbot):
     from napari_sam2.sample_data import make_nuclei_2d
 
