@@ -50,8 +50,16 @@ def load_model(ctl: "SAM2Controller", choice: str, checkpoint: str, device: str)
     before = ctl.model_label
     ctl.events.status.emit(f"loading {mc.label} ...")
 
+    last = [0.0]
+
+    def report(done: int, total: Optional[int]) -> None:  # (in the loading thread) a few per second
+        now = time.perf_counter()
+        if now - last[0] >= 0.2 or (total is not None and done >= total):
+            last[0] = now
+            _progress(ctl, "download", done, total, f"downloading {mc.name}")
+
     def body(job: Job) -> Any:
-        return build(mc, device, progress=lambda d, t: _progress(ctl, "download", d, t, f"downloading {mc.name}"))
+        return build(mc, device, progress=report)
 
     def done(job: Job) -> None:
         _progress(ctl, "download", 0, 0, "finished")

@@ -45,6 +45,8 @@ class Feedback:
         self.by_topic: Dict[str, List[str]] = {}
         self._activity: Dict[str, Any] = {}
         self.activity_seen: List[str] = []  # kinds listed in napari's activity panel so far
+        self._queue: List[Any] = []
+        self._in_progress = False
         self._shown_at = 0.0
         self.use_activity_for_propagation = lambda: ui.activity_progress.isChecked()
 
@@ -72,7 +74,20 @@ class Feedback:
 
     # -- progress -----------------------------------------------------------------------
     def progress(self, p: Any) -> None:
-        """A controller :class:`~napari_sam2.controller.Progress` (UI thread)."""
+        """A controller :class:`~napari_sam2.controller.Progress` (UI thread). napari's progress
+        bars process events while they update: reports arriving meanwhile are handled after the
+        current one, in order (never nested)."""
+        self._queue.append(p)
+        if self._in_progress:
+            return
+        self._in_progress = True
+        try:
+            while self._queue:
+                self._progress(self._queue.pop(0))
+        finally:
+            self._in_progress = False
+
+    def _progress(self, p: Any) -> None:
         bar = self.ui.progress
         finished = p.text in ("finished", "done", "cancelled", "failed")
         activity = p.kind == "download" or (p.kind == "propagation" and self.use_activity_for_propagation())

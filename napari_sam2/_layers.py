@@ -162,20 +162,18 @@ class LayerBridge:
                 b.current_edge_color = obj.color
 
     def sync_prompts(self, s: Session) -> None:
-        """Rewrite the prompt layers from the session (muted: no call back)."""
+        """Make the prompt layers show the session's prompts (muted: no call back). Layers that
+        already agree are left alone; one click more is appended (what a click costs napari),
+        anything else is rewritten."""
         sl = self.by_sid.get(s.sid)
         if sl is None:
             return
         with self.muted():
             p = sl.points
             if self.alive(p):
-                p.selected_data = set()
-                p.data = s.points.copy()
-                p.features = {"obj_id": s.point_obj.copy(), "positive": s.point_pos.copy()}
-                if len(s.points):
-                    p.face_color = [POS_COLOR if v else NEG_COLOR for v in s.point_pos]
+                self._sync_points(s, p)
             b = sl.boxes
-            if self.alive(b):
+            if self.alive(b) and not self._boxes_agree(s, b):
                 b.selected_data = set()
                 b.data = []
                 if s.boxes:
@@ -183,6 +181,34 @@ class LayerBridge:
                           edge_color=[s.objects[o].color if o in s.objects else (1, 1, 0, 1) for o in s.box_obj])
                 b.features = {"obj_id": np.asarray(s.box_obj, int)}
         self.set_defaults(s)  # setting features resets napari's defaults
+
+    def _sync_points(self, s: Session, p: Any) -> None:
+        n = len(p.data)
+        f = p.features
+        same = (n <= len(s.points) and np.array_equal(np.asarray(p.data), s.points[:n])
+                and np.array_equal(np.asarray(f["obj_id"]), s.point_obj[:n])
+                and np.array_equal(np.asarray(f["positive"]), s.point_pos[:n]))
+        if same and n == len(s.points):
+            return
+        if same and n == len(s.points) - 1:
+            pos = bool(s.point_pos[-1])
+            p.selected_data = set()
+            p.feature_defaults = {"obj_id": int(s.point_obj[-1]), "positive": pos}
+            p.current_face_color = POS_COLOR if pos else NEG_COLOR
+            p.add(s.points[-1:].copy())
+            return
+        p.selected_data = set()
+        p.data = s.points.copy()
+        p.features = {"obj_id": s.point_obj.copy(), "positive": s.point_pos.copy()}
+        if len(s.points):
+            p.face_color = [POS_COLOR if v else NEG_COLOR for v in s.point_pos]
+
+    @staticmethod
+    def _boxes_agree(s: Session, b: Any) -> bool:
+        if len(b.data) != len(s.boxes):
+            return False
+        objs = list(b.features["obj_id"]) if "obj_id" in b.features else []
+        return objs == list(s.box_obj) and all(np.array_equal(np.asarray(d), v) for d, v in zip(b.data, s.boxes))
 
     def read_prompts(self, sl: SessionLayers) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[np.ndarray], List[int]]:
         """(points, point_obj, point_pos, boxes, box_obj) as the layers hold them."""

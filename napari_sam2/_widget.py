@@ -446,13 +446,15 @@ class SAM2Widget(QWidget):
     def _on_prompt_edit(self, s: Session, sl: SessionLayers) -> None:
         """The user edited a prompt layer (napari's add / move / delete tools)."""
         pts, obj, pos, boxes, box_obj = self.layers.read_prompts(sl)
-        if len(pts) == len(s.points) + 1 and self._press_ctrl:
+        flipped = len(pts) == len(s.points) + 1 and self._press_ctrl
+        if flipped:
             pos[-1] = not pos[-1]  # Ctrl+click: the opposite polarity
             self._press_ctrl = False
         if self.controller.session is not s:
             self.controller.activate(s)
-        guard(lambda _self: self.controller.set_prompts(pts, obj, pos, boxes, box_obj))(self)
-        self.layers.sync_prompts(s)  # colours follow polarity; a refused edit is undone in the layer
+        ok = guard(lambda _self: self.controller.set_prompts(pts, obj, pos, boxes, box_obj) or True)(self)
+        if flipped or not ok:  # the flipped click's colour; a refused edit is undone in the layer
+            self.layers.sync_prompts(s)
         # napari selects an added point after this handler and copies its features (a negative
         # click's polarity) into the defaults: set them again once it has
         QTimer.singleShot(0, self._defaults)
