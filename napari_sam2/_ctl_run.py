@@ -245,7 +245,7 @@ def automatic(ctl: "SAM2Controller", key: Optional[Sequence[int]], params: AutoP
 
     def on_item(item: Any) -> None:
         if isinstance(item, tuple):
-            _progress(ctl, "automatic", item[0], item[1], "tiles" if grid is not None else "")
+            _progress(ctl, "automatic", item[0], item[1], "tiles" if grid is not None else "frame")
             return
         res: AutoResult = item
         ctl.write_automatic(s, k, res.masks, step)

@@ -113,7 +113,8 @@ class Feedback:
         if not finished and p.done not in (1, p.total) and now - self._shown_at < 0.5:
             return  # every repaint of the dock recomposes the window: at most 2 updates a second
         self._shown_at = now
-        unit = p.text or {"propagation": "frames", "automatic": "tiles", "encoding": "frames"}.get(p.kind, "")
+        unit = ({"propagation": "frames", "automatic": "tiles", "encoding": "frames"}.get(p.kind, "")
+                if finished or not p.text else p.text)
         total = max(p.total or 0, p.done)
         if finished and p.kind == "automatic":
             bar.setRange(0, 1)

@@ -109,8 +109,7 @@ class SAM2Widget(QWidget):
         u.load_button.clicked.connect(lambda: self.load_model())
         u.demo_button.clicked.connect(lambda: self.load_model(DEMO_CHOICE))
         u.disk_cache.toggled.connect(lambda on: c.use_disk_cache(on))
-        for w in (u.tiled,):
-            w.toggled.connect(lambda _v: self._tiles())
+        u.tiled.toggled.connect(lambda _v: self._tiles())
         for w in (u.tile_size, u.tile_overlap):
             w.valueChanged.connect(lambda _v: self._tiles())
         u.add_object.clicked.connect(lambda: self.new_object())
