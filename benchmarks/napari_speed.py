@@ -4,34 +4,30 @@
 [--dtypes fp32,bf16] [--cases rgb1024,u16_2048] [--masks model,disc] [--no-propagation] [--tag after]
 [--json benchmarks/results/cpu_napari_click_latency.json]``
 
+Only public doors of the plugin are used: the dock is opened through its npe2 manifest
+(``viewer.window.add_plugin_dock_widget("sam2-plugins", "SAM 2")``) and driven through its
+controller (``widget.controller``, :class:`napari_sam2.controller.SAM2Controller`).
+
 * **click latency**: a real napari viewer (shown; under Xvfb when there is no display) with
-  the SAM 2 dock widget, a model with random weights (timing only: the decoder costs the same
-  whatever the weights) and the clicked frame's embedding cached. Each click is added to the
-  ``SAM2 points`` layer the way a user's click is, and timed until the viewer has processed
-  its events (Labels written, canvas redrawn). The median is split into
+  the dock, a model with random weights (timing only: the decoder costs the same whatever the
+  weights) and the clicked frame's embedding cached. Each click goes through
+  ``controller.add_click`` and is timed until the viewer has processed its events (the points
+  layer updated, Labels written, canvas redrawn). The median is split into ``model_ms`` (the
+  engine's prediction: prompt encoder, mask decoder, upsampling of the chosen mask),
+  ``plugin_ms`` (the rest of the controller's reaction: prompt diff, Labels write, undo record)
+  and ``napari_ms`` (the view: the points layer's update and the partial Labels redraw
+  request), then the redraw. ``napari alone`` adds a point to a plain Points layer (no plugin)
+  and redraws: napari's own floor on this display.
 
-  - ``model_ms``: the engine's prediction (prompt encoder, mask decoder, upsampling of the
-    chosen mask to the image size, thresholding);
-  - ``plugin_ms``: the rest of the widget's reaction (prompt diff, Labels write of the
-    object's bounding box, partial redraw, undo record);
-  - ``napari_ms``: what napari does around it (the Points layer's own add, event handling,
-    drawing), i.e. the total minus the two above.
-
-  Random weights give masks of any size (often most of the image), unlike a user's object,
-  and the size-dependent part of a click (mask upsampling, Labels write, redraw) follows the
-  mask: ``--masks model`` keeps the model's masks, ``--masks disc`` still runs the model but
-  writes a disc of radius 8 % of the shorter side around the click (about 2 % of the image).
-
-  Cases: ``rgb1024`` (a 1024x1024 uint8 RGB image, the issue's goal: <= 100 ms on CPU for
-  tiny including the Labels update) and ``u16_2048`` (a 2048x2048 uint16 microscopy-like
-  grey image with contrast limits, as users have).
-* **propagation overhead**: seconds for the core video predictor alone, the plugin's engine
-  path (generator + Labels writes), and the whole widget (thread worker, signals, Labels
-  writes with partial redraws, progress bar) on the same frames (2 objects clicked on frame
-  0, both directions, every frame encoded), best of ``--prop-repeats`` interleaved runs;
-  goal: within 10 % of the core. The widget runs once with the dock's progress bar only and
-  once also in napari's activity panel, whose animated spinner redraws the window many times a
-  second: with software OpenGL (Xvfb here) each redraw is slow and holds the interpreter.
+  Random weights give masks of any size (often most of the image), unlike a user's object:
+  ``--masks disc`` still runs the model but writes a disc of radius 8 % of the shorter side.
+  Cases: ``rgb1024`` (1024² uint8 RGB) and ``u16_2048`` (2048² uint16 grey with contrast limits).
+* **propagation overhead**: seconds for the core video predictor alone, the controller without a
+  viewer (its inline runner, Labels writes, undo record) and the dock with its thread worker
+  (Labels writes with partial redraws, progress), on the same frames (2 objects clicked on
+  frame 0, both directions, every frame encoded), best of ``--prop-repeats`` interleaved runs.
+  The dock runs once with its own progress bar only and once also in napari's activity panel,
+  whose spinner redraws the window many times a second (slow with software OpenGL).
 
 A display is needed (napari draws with OpenGL): if ``DISPLAY`` is unset, an Xvfb server is
 started through ``pyvirtualdisplay`` (installed with pytest-xvfb); without it, run the
@@ -78,19 +74,13 @@ def virtual_display() -> Iterator[str]:
 
 
 def make_image(case: str, seed: int = 0) -> Dict[str, Any]:
-    """The image of a case and the ``add_image`` keywords for it.
-
-    ``rgb1024``: (1024, 1024, 3) uint8 smooth colour blobs. ``u16_2048``: (2048, 2048)
-    uint16 grey, bright nuclei-like discs on a dim noisy background (12-bit range), with
-    contrast limits as a user would set them.
-    """
+    """The image of a case and the ``add_image`` keywords for it."""
     rng = np.random.default_rng(seed)
     if case == "rgb1024":
         n = 1024
         yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
         img = np.stack([np.sin(6 * xx + 2 * c) * np.cos(5 * yy - c) for c in range(3)], -1)
-        img = ((img + 1) * 127.5).astype(np.uint8)
-        return {"data": img, "kwargs": {"rgb": True}}
+        return {"data": ((img + 1) * 127.5).astype(np.uint8), "kwargs": {"rgb": True}}
     if case == "u16_2048":
         n = 2048
         img = rng.normal(300, 40, (n, n)).clip(0, 4095)
@@ -102,149 +92,241 @@ def make_image(case: str, seed: int = 0) -> Dict[str, Any]:
     raise ValueError(f"case must be one of {CASES}, got {case!r}")
 
 
-def _disc_engine(engine: Any, radius_fraction: float) -> Any:
-    """``engine`` whose masks are replaced by a disc around the last positive click.
+def process_events() -> None:
+    from qtpy.QtWidgets import QApplication
 
-    Random weights give masks of arbitrary size (often most of the image), which makes the
-    size-dependent part of a click (the mask upsampling, the Labels write, the redraw)
-    unlike a user's object. The model still runs in full (its time is real); only its mask
-    is swapped for a disc of ``radius_fraction`` of the shorter side.
-    """
-    from napari_sam2._region import RegionMask
+    app = QApplication.instance()
+    if app is not None:
+        app.processEvents()
 
-    predict = engine.predict_region
+
+def disc_masks(controller: Any, radius_fraction: float = 0.08) -> None:
+    """Replace the engine's masks by a disc around the last positive click (the model still
+    runs: its time is real); undone by ``del controller.engine.predict_region``."""
+    from napari_sam2.controller import RegionMask
+
+    predict = controller.engine.predict_region
 
     def predict_region(fp: Any) -> Any:
         region, iou = predict(fp)
         h, w = region.shape
         pos = fp.points[np.asarray(fp.labels) == 1]
-        x, y = (pos[-1] if len(pos) else (w / 2, h / 2))
+        x, y = pos[-1] if len(pos) else (w / 2, h / 2)
         r = max(1.0, radius_fraction * min(h, w))
         y0, y1 = max(0, int(y - r)), min(h, int(y + r) + 1)
         x0, x1 = max(0, int(x - r)), min(w, int(x + r) + 1)
         yy, xx = np.ogrid[y0:y1, x0:x1]
         return RegionMask((yy - y) ** 2 + (xx - x) ** 2 <= r * r, (y0, x0), (h, w)).tight(), iou
 
-    engine.predict_region = predict_region
-    return engine
+    controller.engine.predict_region = predict_region
+
+
+def click_latency(controller: Any, clicks: int = 10, seed: int = 0) -> Dict[str, float]:
+    """Milliseconds per click through ``controller.add_click`` on the current frame of its
+    active image, the embedding cached (the first click encodes and is not counted)."""
+    rng = np.random.default_rng(seed)
+    s = controller.session
+    h, w = s.hw
+    key = tuple(controller.current_key)
+    controller.add_click(key + (h // 2, w // 2))
+    process_events()
+    engine = controller.engine
+    predict, update = engine.predict_region, controller.update_predictions
+    model_ms: List[float] = []
+    update_ms: List[float] = []
+
+    def timed(fp: Any) -> Any:
+        t = time.perf_counter()
+        out = predict(fp)
+        model_ms.append(1000 * (time.perf_counter() - t))
+        return out
+
+    def timed_update(*a: Any, **k: Any) -> None:
+        t = time.perf_counter()
+        update(*a, **k)
+        update_ms.append(1000 * (time.perf_counter() - t))
+    engine.predict_region, controller.update_predictions = timed, timed_update
+    times, handled, draw = [], [], []
+    try:
+        for _ in range(clicks):
+            y, x = int(rng.integers(h // 4, 3 * h // 4)), int(rng.integers(w // 4, 3 * w // 4))
+            t0 = time.perf_counter()
+            controller.add_click(key + (y, x))
+            t1 = time.perf_counter()
+            process_events()
+            t2 = time.perf_counter()
+            times.append(1000 * (t2 - t0))
+            handled.append(1000 * (t1 - t0))
+            draw.append(1000 * (t2 - t1))
+    finally:
+        engine.predict_region = predict
+        del controller.update_predictions
+    med = lambda v: float(np.median(v)) if v else float("nan")  # noqa: E731
+    return {"median_ms": med(times), "max_ms": float(np.max(times)), "handled_median_ms": med(handled),
+            "draw_median_ms": med(draw), "update_median_ms": med(update_ms), "model_median_ms": med(model_ms),
+            "clicks": clicks}
+
+
+def napari_click_floor(viewer: Any, shape: Sequence[int], clicks: int = 10, seed: int = 1) -> Dict[str, float]:
+    """A point added to a plain Points layer (no plugin involved), then the redraw."""
+    rng = np.random.default_rng(seed)
+    h, w = shape[-2:]
+    layer = viewer.add_points(np.zeros((0, len(shape))), ndim=len(shape), name="napari floor")
+    add, draw = [], []
+    try:
+        process_events()
+        for _ in range(clicks):
+            yx = [int(rng.integers(h // 4, 3 * h // 4)), int(rng.integers(w // 4, 3 * w // 4))]
+            pos = [0] * (len(shape) - 2) + yx
+            t0 = time.perf_counter()
+            layer.add(np.asarray(pos, float)[None])
+            t1 = time.perf_counter()
+            process_events()
+            add.append(1000 * (t1 - t0))
+            draw.append(1000 * (time.perf_counter() - t1))
+    finally:
+        viewer.layers.remove(layer)
+    return {"add_median_ms": float(np.median(add)), "draw_median_ms": float(np.median(draw)),
+            "median_ms": float(np.median(np.add(add, draw))), "clicks": clicks}
+
+
+def open_dock(viewer: Any) -> Any:
+    """The SAM 2 dock through its manifest, as *Plugins > SAM 2* makes it."""
+    _dock, widget = viewer.window.add_plugin_dock_widget("sam2-plugins", "SAM 2")
+    return widget
 
 
 def click_case(viewer: Any, widget: Any, case: str, model: Any, model_name: str, dtype: str,
                clicks: int, masks: str = "model") -> Dict[str, Any]:
-    """Median click latency on one image (the widget's previous session is replaced).
-
-    ``masks``: "model" (the random-weights model's own masks) or "disc" (see :func:`_disc_engine`).
-    """
-    from napari_sam2._bench import click_latency, napari_click_floor
-    from napari_sam2._engine import SAM2Engine
-
+    """Median click latency on one image (a fresh image; earlier ones stay, untouched)."""
     im = make_image(case)
-    for ly in list(viewer.layers):
-        viewer.layers.remove(ly)
-    viewer.add_image(im["data"], name=case, **im["kwargs"])
-    widget.ui.image_combo.setCurrentText(case)
-    widget.engine = SAM2Engine(model, model_name, widget.cache)
-    widget.engine.image_predictor.dtype = dtype
+    ctl = widget.controller
+    name = f"{case} {dtype} {masks}"
+    viewer.add_image(im["data"], name=name, **im["kwargs"])
+    widget.ui.image_combo.setCurrentText(name)
+    ctl.set_model(model, model_name)
+    ctl.engine.image_predictor.dtype = dtype
     if masks == "disc":
-        _disc_engine(widget.engine, 0.08)
+        disc_masks(ctl)
     t0 = time.perf_counter()
-    res = click_latency(widget, clicks=clicks)
-    res["napari_floor"] = napari_click_floor(widget, clicks=clicks)
+    res: Dict[str, Any] = click_latency(ctl, clicks=clicks)
+    res["napari_floor"] = napari_click_floor(viewer, ctl.session.lshape, clicks=clicks)
     res["wall_s"] = time.perf_counter() - t0
     res["image"] = {"shape": list(im["data"].shape), "dtype": str(im["data"].dtype)}
     res["plugin_median_ms"] = res["update_median_ms"] - res["model_median_ms"]
     res["napari_median_ms"] = res["handled_median_ms"] - res["update_median_ms"]
-    lab = widget._outputs["instances"].data
-    res["mask_fraction"] = float((lab > 0).mean())
+    res["mask_fraction"] = float((ctl.session.outputs["instances"] > 0).mean())
     return res
 
 
-def _wait_idle(widget: Any, timeout_s: float = 600.0) -> None:
-    """Run a Qt event loop until the widget's worker is done. The loop sleeps while there is
-    nothing to do, as the app's does (polling here would steal CPU from the worker)."""
+def wait_idle(controller: Any, timeout_s: float = 600.0) -> None:
+    """Run a Qt event loop until the controller's job is done (sleeping while idle, as the
+    app does: polling would steal CPU from the worker)."""
     from qtpy.QtCore import QEventLoop, QTimer
 
     t0 = time.perf_counter()
-    while widget.worker is not None:
+    while controller.busy:
         loop = QEventLoop()
-        widget.worker.finished.connect(loop.quit)
-        QTimer.singleShot(200, loop.quit)  # re-check: a finished worker may hand over to the next
-        if widget.worker is not None:
-            loop.exec()
+        controller.events.busy.connect(lambda b: loop.quit())
+        QTimer.singleShot(200, loop.quit)
+        loop.exec()
         if time.perf_counter() - t0 > timeout_s:
-            raise TimeoutError(f"the widget's worker still runs after {timeout_s:.0f} s")
+            raise TimeoutError(f"the job still runs after {timeout_s:.0f} s")
 
 
-def widget_propagation(viewer: Any, widget: Any, model: Any, model_name: str, frames: np.ndarray,
-                       clicks: Dict[int, Any], activity: bool = True) -> float:
-    """Seconds for the widget's own propagation (thread worker, signals, Labels writes and
-    partial redraws, progress) of ``clicks`` (obj id -> (y, x) on frame 0) through ``frames``
-    (N, H, W, 3) uint8, both ways, every frame encoded (empty embedding cache). ``activity``:
-    also show the task in napari's activity panel (its animated spinner)."""
-    from napari_sam2._engine import SAM2Engine
+def _clicks(gt0: np.ndarray) -> Dict[int, Any]:
+    out = {}
+    for oid in (1, 2):
+        ys, xs = np.nonzero(gt0 == oid)
+        if len(ys):
+            i = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))  # a pixel of the object
+            out[oid] = (int(ys[i]), int(xs[i]))
+    return out
 
-    widget.ui.activity_progress.setChecked(activity)
 
-    for ly in list(viewer.layers):
-        viewer.layers.remove(ly)
-    viewer.add_image(frames, name="clip", rgb=True)
-    widget.ui.image_combo.setCurrentText("clip")
-    widget.ui.mode_combo.setCurrentText("T")
-    widget.ui.axis_combo.setCurrentText("T")
-    widget.ui.direction_combo.setCurrentText("both")
-    widget.threaded = True
-    widget.ui.auto_repropagate.setChecked(False)
-    widget.engine = SAM2Engine(model, model_name, widget.cache)
-    viewer.dims.set_current_step(0, 0)
-    for oid, (y, x) in clicks.items():
-        widget.add_click((0, y, x), positive=True, obj_id=oid)
-        _wait_idle(widget)
-    # a fresh engine installs widget.cache on the model again (the core-alone pass removes
-    # it); emptied, so that every frame is encoded as in the core pass
-    widget.engine = SAM2Engine(model, model_name, widget.cache)
-    widget.cache.clear()
+def core_alone(model: Any, frames: np.ndarray, clicks: Dict[int, Any]) -> float:
+    """Seconds of the core video predictor alone (no plugin code on the path)."""
+    import torch
+    from sam2_plugins import SAM2VideoPredictor
+
+    vars(model).pop("forward_image", None)  # the plugin's embedding cache wraps this method
+    vp = SAM2VideoPredictor(model, apply_postprocessing=True)
     t0 = time.perf_counter()
-    widget.propagate()
-    _wait_idle(widget)
+    with torch.inference_mode():
+        st = vp.init_state(frames)
+        for oid, (y, x) in clicks.items():
+            vp.add_new_points_or_box(st, frame_idx=0, obj_id=oid, points=np.array([[x, y]], np.float32),
+                                     labels=np.array([1], np.int32))
+        for _, _, lg in vp.propagate_in_video(st, start_frame_idx=0, direction="both"):
+            (lg > 0).cpu().numpy()
+    return time.perf_counter() - t0
+
+
+def controller_alone(model: Any, name: str, frames: np.ndarray, clicks: Dict[int, Any]) -> float:
+    """Seconds of the controller's propagation without a viewer (inline runner)."""
+    from napari_sam2.controller import SAM2Controller
+
+    ctl = SAM2Controller()
+    ctl.set_model(model, name)
+    ctl.open_image(frames, "clip", mode="T", rgb=True)
+    ctl.auto_repropagate = False
+    for oid, (y, x) in clicks.items():
+        ctl.add_click((0, y, x), obj_id=oid)
+    ctl.cache.clear()  # every frame encoded, as in the core pass
+    t0 = time.perf_counter()
+    ctl.propagate()
     took = time.perf_counter() - t0
-    if widget.last_propagation.get("frames") != len(frames):
-        raise RuntimeError(f"the widget propagated {widget.last_propagation} (expected {len(frames)} "
-                           f"frames): {widget.last_message}")
+    if ctl.last_propagation.frames != len(frames):
+        raise RuntimeError(f"the controller propagated {ctl.last_propagation}")
     return took
 
 
-def propagation_case(viewer: Any, widget: Any, model: Any, model_name: str, frames: int, size: int,
-                     repeats: int, activity: bool = True) -> Dict[str, Any]:
-    """Core video predictor alone vs the plugin's engine path vs the whole widget (worker;
-    without, and with ``activity``, napari's activity panel too), interleaved, best of
-    ``repeats`` each; 2 objects clicked on frame 0, both directions."""
+def dock_propagation(viewer: Any, widget: Any, model: Any, name: str, frames: np.ndarray, clicks: Dict[int, Any],
+                     activity: bool, tag: str) -> float:
+    """Seconds of the dock's propagation (thread worker, partial redraws, progress)."""
+    ctl = widget.controller
+    widget.ui.activity_progress.setChecked(activity)
+    widget.ui.auto_repropagate.setChecked(False)
+    viewer.add_image(frames, name=f"clip {tag}", rgb=True)
+    widget.ui.image_combo.setCurrentText(f"clip {tag}")
+    widget.ui.mode_combo.setCurrentText("T")
+    widget.ui.direction_combo.setCurrentText("both")
+    ctl.set_model(model, name)
+    viewer.dims.set_current_step(0, 0)
+    for oid, (y, x) in clicks.items():
+        ctl.add_click((0, y, x), obj_id=oid)
+        wait_idle(ctl)
+    ctl.set_cache(ctl.cache)  # (re)install the cache on the model (the core pass removes it) ...
+    ctl.cache.clear()  # ... emptied: every frame encoded, as in the core pass
+    t0 = time.perf_counter()
+    ctl.propagate()
+    wait_idle(ctl)
+    took = time.perf_counter() - t0
+    if ctl.last_propagation.frames != len(frames):
+        raise RuntimeError(f"the dock propagated {ctl.last_propagation}: {widget.last_message}")
+    return took
+
+
+def propagation_case(viewer: Any, widget: Any, model: Any, name: str, frames: int, size: int, repeats: int,
+                     activity: bool = True) -> Dict[str, Any]:
+    """Core alone vs controller vs dock (without / with napari's activity panel), interleaved,
+    best of ``repeats`` each; 2 objects clicked on frame 0, both directions."""
     from sam2_plugins.evaluation.synthetic import make_video
 
-    from napari_sam2._bench import propagation_overhead
-    from napari_sam2._prompts import FramePrompt
-
     vid, gt = make_video(frames, size, size, num_objects=2, seed=1)
-    clicks: Dict[int, Any] = {}
-    for oid in (1, 2):
-        ys, xs = np.nonzero(gt[0] == oid)
-        if len(ys):
-            i = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))  # a pixel of the object
-            clicks[oid] = (int(ys[i]), int(xs[i]))
-    prompts = {0: {oid: FramePrompt(np.array([[x, y]], np.float32), np.array([1], np.int32))
-                   for oid, (y, x) in clicks.items()}}
-    best = {"core_s": float("inf"), "plugin_s": float("inf"), "widget_s": float("inf"),
+    clicks = _clicks(gt[0])
+    best = {"core_s": float("inf"), "controller_s": float("inf"), "widget_s": float("inf"),
             "widget_activity_s": float("inf")}
-    for _ in range(repeats):
-        r = propagation_overhead(model, vid, prompts, repeats=1)
-        best["core_s"] = min(best["core_s"], r["core_s"])
-        best["plugin_s"] = min(best["plugin_s"], r["plugin_s"])
-        best["widget_s"] = min(best["widget_s"], widget_propagation(viewer, widget, model, model_name, vid,
-                                                                    clicks, activity=False))
+    for r in range(repeats):
+        best["core_s"] = min(best["core_s"], core_alone(model, vid, clicks))
+        best["controller_s"] = min(best["controller_s"], controller_alone(model, name, vid, clicks))
+        best["widget_s"] = min(best["widget_s"], dock_propagation(viewer, widget, model, name, vid, clicks, False,
+                                                                  f"{r}"))
         if activity:
-            best["widget_activity_s"] = min(best["widget_activity_s"], widget_propagation(
-                viewer, widget, model, model_name, vid, clicks, activity=True))
-    out = dict(best, frames=frames, size=size, objects=len(clicks), model=model_name, repeats=repeats,
-               engine_overhead=best["plugin_s"] / best["core_s"] - 1.0,
+            best["widget_activity_s"] = min(best["widget_activity_s"], dock_propagation(
+                viewer, widget, model, name, vid, clicks, True, f"{r} activity"))
+    out = dict(best, frames=frames, size=size, objects=len(clicks), model=name, repeats=repeats,
+               controller_overhead=best["controller_s"] / best["core_s"] - 1.0,
                widget_overhead=best["widget_s"] / best["core_s"] - 1.0)
     if activity:
         out["widget_activity_overhead"] = best["widget_activity_s"] / best["core_s"] - 1.0
@@ -268,39 +350,43 @@ def _load_avg() -> Optional[List[float]]:
         return None
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks napari-speed", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="sam2.1_hiera_tiny")
     ap.add_argument("--clicks", type=int, default=15, help="timed clicks per case (after one encoding click)")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {CASES}")
     ap.add_argument("--dtypes", default="fp32,bf16", help="autocast of the click path: fp32, bf16")
-    ap.add_argument("--masks", default="model,disc",
-                    help="model: the random-weights model's masks (any size); disc: the model runs, "
-                         "its mask is replaced by a disc of radius 8%% of the shorter side (an object)")
+    ap.add_argument("--masks", default="model,disc", help="model: the model's masks; disc: an object-sized disc")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--no-propagation", action="store_true")
     ap.add_argument("--prop-model", default="sam2.1_hiera_tiny")
     ap.add_argument("--prop-frames", type=int, default=8)
     ap.add_argument("--prop-size", type=int, default=256)
     ap.add_argument("--prop-repeats", type=int, default=2)
-    ap.add_argument("--no-activity", action="store_true",
-                    help="skip the widget run that also shows napari's activity panel")
+    ap.add_argument("--no-activity", action="store_true", help="skip the dock run with napari's activity panel")
     ap.add_argument("--tag", default="latest", help="key of this run in the JSON file")
     ap.add_argument("--json", default=None, help=f"merge the figures into this file (e.g. {DEFAULT_JSON})")
     args = ap.parse_args(argv)
-    cases = [c for c in args.cases.split(",") if c]
-    for c in cases:
-        if c not in CASES:
-            raise ValueError(f"--cases: {c!r} is not one of {CASES}")
-    mask_kinds = [m for m in args.masks.split(",") if m]
-    for m in mask_kinds:
-        if m not in ("model", "disc"):
-            raise ValueError(f"--masks: {m!r} is not model or disc")
-    dtypes = [d for d in args.dtypes.split(",") if d]
-    for d in dtypes:
-        if d not in ("fp32", "bf16"):
-            raise ValueError(f"--dtypes: {d!r} is not fp32 or bf16")
+    for value, allowed, what in ((args.cases, CASES, "--cases"), (args.masks, ("model", "disc"), "--masks"),
+                                 (args.dtypes, ("fp32", "bf16"), "--dtypes")):
+        for v in value.split(","):
+            if v and v not in allowed:
+                raise ValueError(f"{what}: {v!r} is not one of {allowed}")
+    return args
 
+
+def _print_click(label: str, res: Dict[str, Any]) -> None:
+    f = res["napari_floor"]
+    print(f"{label}: click -> Labels updated {res['handled_median_ms']:.1f} ms median = model "
+          f"{res['model_median_ms']:.1f} + plugin {res['plugin_median_ms']:.1f} + view {res['napari_median_ms']:.1f}; "
+          f"then redraw {res['draw_median_ms']:.1f} (total {res['median_ms']:.1f}, max {res['max_ms']:.1f}); "
+          f"mask covers "
+          f"{100 * res['mask_fraction']:.1f} %; napari alone: point {f['add_median_ms']:.1f} + redraw "
+          f"{f['draw_median_ms']:.1f}", flush=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parse(argv)
     import torch
 
     if args.threads:
@@ -318,37 +404,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run["display"] = how
         import napari
 
-        from napari_sam2._widget import SAM2Widget
-
         viewer = napari.Viewer(show=True)
         try:
-            widget = SAM2Widget(viewer, threaded=False)
-            viewer.window.add_dock_widget(widget, area="right", name="SAM 2")
+            from napari_sam2.controller import SAM2Controller
+
+            widget = open_dock(viewer)
+            threaded = widget.controller.runner  # the dock's own: jobs in Qt thread workers
+            widget.controller.runner = SAM2Controller().runner  # clicks timed inline (a worker hides the time)
             viewer.window._qt_window.resize(1500, 950)
-            for case in cases:
-                widget.cache.clear()  # the first click of each case encodes its image (not timed)
-                for dt, masks in [(d, m) for d in dtypes for m in mask_kinds]:
-                    res = click_case(viewer, widget, case, model, args.model, dt, args.clicks, masks)
-                    res["masks"] = masks
-                    run["clicks"][f"{case}/{dt}/{masks}"] = res
-                    print(f"{args.model} {case} {dt} {masks} masks: click -> Labels updated {res['handled_median_ms']:.1f} ms "
-                          f"median = model {res['model_median_ms']:.1f} + plugin {res['plugin_median_ms']:.1f} "
-                          f"+ napari points {res['napari_median_ms']:.1f}; then redraw "
-                          f"{res['draw_median_ms']:.1f} (total {res['median_ms']:.1f}, max {res['max_ms']:.1f}); "
-                          f"mask covers {100 * res['mask_fraction']:.1f} %; napari alone (muted widget): point "
-                          f"{res['napari_floor']['add_median_ms']:.1f} + redraw {res['napari_floor']['draw_median_ms']:.1f}",
-                          flush=True)
+            for case in (c for c in args.cases.split(",") if c):
+                widget.controller.cache.clear()  # the first click of each case encodes its image (not timed)
+                for dt in (d for d in args.dtypes.split(",") if d):
+                    for masks in (m for m in args.masks.split(",") if m):
+                        res = click_case(viewer, widget, case, model, args.model, dt, args.clicks, masks)
+                        res["masks"] = masks
+                        run["clicks"][f"{case}/{dt}/{masks}"] = res
+                        _print_click(f"{args.model} {case} {dt} {masks} masks", res)
             if not args.no_propagation:
+                widget.controller.runner = threaded
                 pmodel = model if args.prop_model == args.model else build_sam2(args.prop_model, checkpoint=None,
                                                                               device="cpu")
-                res = propagation_case(viewer, widget, pmodel, args.prop_model, args.prop_frames,
-                                       args.prop_size, args.prop_repeats, activity=not args.no_activity)
+                res = propagation_case(viewer, widget, pmodel, args.prop_model, args.prop_frames, args.prop_size,
+                                       args.prop_repeats, activity=not args.no_activity)
                 run["propagation"] = res
                 act = (f", with napari's activity panel {res['widget_activity_s']:.2f} s "
                        f"({100 * res['widget_activity_overhead']:+.1f} %)" if "widget_activity_s" in res else "")
                 print(f"propagation {args.prop_model} {args.prop_frames} frames of {args.prop_size}^2, "
-                      f"{res['objects']} objects, both ways: core alone {res['core_s']:.2f} s, plugin engine "
-                      f"{res['plugin_s']:.2f} s ({100 * res['engine_overhead']:+.1f} %), widget with worker "
+                      f"{res['objects']} objects, both ways: core alone {res['core_s']:.2f} s, controller "
+                      f"{res['controller_s']:.2f} s ({100 * res['controller_overhead']:+.1f} %), dock with worker "
                       f"{res['widget_s']:.2f} s ({100 * res['widget_overhead']:+.1f} %){act}", flush=True)
         finally:
             viewer.close()

@@ -9,10 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from ._fields import field_exists, label_fields
-from ._models import DEFAULT_MODEL, ModelSpec, model_names
+from sam2_plugins.default_model import DEFAULT_MODEL as OPERATOR_DEFAULT_MODEL
+from sam2_plugins.default_model import DEMO_LABEL, DEMO_MODEL
 
-CHECKPOINT_CHOICES = (("demo", "Demo model (shipped, offline)"),
-                      ("download", "Official weights (downloaded once, cached)"),
+from ._models import ModelSpec, model_names
+
+# The operators' defaults follow the rule of ``sam2_plugins.default_model``: official
+# sam2.1_hiera_tiny weights (downloaded once, cached); the shipped demo model is a choice,
+# labelled as what it is.
+CHECKPOINT_CHOICES = (("download", "Official weights (downloaded once, cached)"),
+                      ("demo", f"The shipped {DEMO_LABEL}; any model choice is ignored"),
                       ("path", "Local checkpoint file"),
                       ("none", "Random weights (tests only)"))
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -74,11 +80,11 @@ def model_inputs(ctx: Any, inputs: Any, batch: bool = True) -> None:
     import fiftyone.operators.types as types
 
     dropdown(inputs, "model", model_names(), "Model", "SAM 2 model size", required=False,
-             default=DEFAULT_MODEL)
+             default=OPERATOR_DEFAULT_MODEL)
     radio = types.RadioGroup()
     for value, text in CHECKPOINT_CHOICES:
         radio.add_choice(value, label=text)
-    inputs.str("checkpoint", default="demo", label="Weights", view=radio)
+    inputs.str("checkpoint", default="download", label="Weights", view=radio)
     if ctx.params.get("checkpoint") == "path":
         inputs.str("checkpoint_path", required=True, label="Checkpoint file",
                    description="Path of a .pt / .safetensors file on the machine that runs the job")
@@ -114,7 +120,10 @@ def _executor_choices() -> Any:
 
 def model_spec(params: dict[str, Any]) -> ModelSpec:
     """Form params -> :class:`ModelSpec` (validated later, before anything is written)."""
-    ck = params.get("checkpoint", "demo")
+    ck = params.get("checkpoint", "download")
+    if ck == "demo":  # the demo weights exist for one model only
+        device = params.get("device") or "auto"
+        return ModelSpec(DEMO_MODEL, "demo", None if device == "auto" else device)
     if ck == "path":
         ck = params.get("checkpoint_path") or ""
         if not ck:
@@ -125,4 +134,4 @@ def model_spec(params: dict[str, Any]) -> ModelSpec:
         raise ValueError(f"unknown checkpoint choice {ck!r}: expected one of "
                          f"{[c for c, _ in CHECKPOINT_CHOICES]}")
     device = params.get("device") or "auto"
-    return ModelSpec(params.get("model") or DEFAULT_MODEL, ck, None if device == "auto" else device)
+    return ModelSpec(params.get("model") or OPERATOR_DEFAULT_MODEL, ck, None if device == "auto" else device)

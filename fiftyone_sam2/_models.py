@@ -90,8 +90,13 @@ def load_model(spec: ModelSpec) -> Any:
                 # into the same cache path at once; one downloads, the others then find it.
                 from ._lock import db_lock
 
+                from sam2_plugins.default_model import fetch_default
+
                 with db_lock(f"checkpoint:{spec.name}", timeout_s=3600.0):
-                    model = build_sam2(spec.name, checkpoint="download", device=device,
+                    # offline: a message that says so and offers the demo weights
+                    path = fetch_default(spec.name, progress=False, how_to_use_demo=(
+                        "Choose it with checkpoint='demo' (the operator form's weights choice)."))
+                    model = build_sam2(spec.name, checkpoint=str(path), device=device,
                                        progress=False)
             else:
                 try:

@@ -132,10 +132,12 @@ class AxisSpec:
         return tuple(int(min(max(round(float(p)), 0), s - 1)) for p, s in zip(pt[:n], lshape[:n]))
 
     # -- pixels -------------------------------------------------------------------------
-    def plane(self, data: Any, key: Tuple[int, ...]) -> np.ndarray:
+    def plane(self, data: Any, key: Tuple[int, ...],
+              window: Optional[Tuple[int, int, int, int]] = None) -> np.ndarray:
         """The raw plane at ``key``: (H, W) or (H, W, C) with C the chosen channels.
 
-        Works on numpy, dask and zarr arrays alike: only the plane is read.
+        ``window`` = (y0, y1, x0, x1) reads only that part of the plane (a tile).
+        Works on numpy, dask and zarr arrays alike: only the plane (or window) is read.
         """
         shape = tuple(data.shape)
         ndim = len(shape)
@@ -147,6 +149,9 @@ class AxisSpec:
         index: list = [slice(None)] * ndim
         for ax, i in zip(non_chan[: len(key)], key):
             index[ax] = int(i)
+        if window is not None:
+            y0, y1, x0, x1 = (int(v) for v in window)
+            index[non_chan[-2]], index[non_chan[-1]] = slice(y0, y1), slice(x0, x1)
         arr = np.asarray(data[tuple(index)])
         if ca is None:
             return arr
@@ -168,10 +173,21 @@ def level0(layer: Any) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def default_mode(shape: Sequence[int], rgb: bool = False) -> str:
-    """A reasonable guess: 2D for YX, Z for 3D stacks, TZ for 4D (napari's TZYX order)."""
+def default_mode(shape: Sequence[int], rgb: bool = False, axis_labels: Optional[Sequence[str]] = None) -> str:
+    """A reasonable guess of the axes: 2D for YX; for one stack axis, T when the layer's axis
+    label says time ("t", "time", "frame") or the data are RGB (a video), else Z; TZ for 4D
+    (napari's TZYX order)."""
     n = len(shape) - (1 if rgb else 0)
-    return {2: "2D", 3: "Z"}.get(n, "TZ" if n >= 4 else "2D")
+    if n <= 2:
+        return "2D"
+    if n >= 4:
+        return "TZ"
+    label = str(list(axis_labels)[0]).strip().lower() if axis_labels is not None and len(axis_labels) else ""
+    if label in ("t", "time", "frame", "frames"):
+        return "T"
+    if label in ("z", "depth", "plane", "slice"):
+        return "Z"
+    return "T" if rgb else "Z"
 
 
 def _limits_for(c: int, limits: Limits, plane: np.ndarray) -> Tuple[float, float]:

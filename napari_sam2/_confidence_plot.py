@@ -2,7 +2,8 @@
 
 Draws the predicted IoU (0..1, solid) and the object score squashed by a sigmoid (dashed)
 of one object along the propagated axis, shades flagged frames (red: lost, orange: low
-confidence) and marks the current frame.
+confidence), marks the current frame (white line, its number on the axis) and labels the
+x axis with frame numbers.
 """
 
 from __future__ import annotations
@@ -22,24 +23,44 @@ class ConfidencePlot(QWidget):
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(70)
+        self.setMinimumHeight(90)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self._iou = np.zeros(0, np.float32)
         self._score = np.zeros(0, np.float32)
         self._flags: Sequence[Tuple[int, str]] = ()
         self._current: Optional[int] = None
         self._title = ""
+        self._axis = ""
 
     def set_series(self, iou: np.ndarray, score: np.ndarray, flags: Sequence[Tuple[int, str]] = (),
-                   current: Optional[int] = None, title: str = "") -> None:
+                   current: Optional[int] = None, title: str = "", axis: str = "") -> None:
         """``iou``, ``score``: (N,) float, NaN where nothing was propagated; ``flags``:
-        (index, "lost" | "low"); ``current``: the viewer's frame on this axis."""
+        (index, "lost" | "low"); ``current``: the viewer's frame on this axis; ``axis``: its
+        name (the x-axis label)."""
         self._iou = np.asarray(iou, np.float32)
         self._score = np.asarray(score, np.float32)
         self._flags = list(flags)
         self._current = current
         self._title = title
+        self._axis = axis
         self.update()
+
+    @property
+    def current(self) -> Optional[int]:
+        """The marked frame (tests read this)."""
+        return self._current
+
+    def ticks(self) -> list:
+        """Frame numbers labelled on the x axis: about 6, at a round step, plus the last."""
+        n = len(self._iou)
+        if n == 0:
+            return []
+        raw = max(1.0, n / 6)
+        step = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 10**9) if s >= raw)
+        out = list(range(0, n, step))
+        if n - 1 - out[-1] >= step / 2:
+            out.append(n - 1)
+        return out
 
     @property
     def n_points(self) -> int:
@@ -54,7 +75,7 @@ class ConfidencePlot(QWidget):
             p.end()
 
     def _paint(self, p: QPainter) -> None:
-        r = QRectF(self.rect()).adjusted(4, 14, -4, -4)
+        r = QRectF(self.rect()).adjusted(4, 14, -4, -16)  # room for the frame axis below
         p.fillRect(self.rect(), QColor(38, 41, 48))
         p.setPen(QColor(200, 200, 200))
         p.drawText(QPointF(4, 11), self._title or "confidence (IoU solid, object score dashed)")
@@ -89,6 +110,16 @@ class ConfidencePlot(QWidget):
                 else:
                     p.drawEllipse(pt, 1.5, 1.5)
                 prev = pt
+        p.setPen(QPen(QColor(150, 150, 150), 1))
+        p.drawLine(QPointF(r.left(), r.bottom()), QPointF(r.right(), r.bottom()))
+        fm = p.fontMetrics()
+        for i in self.ticks():
+            p.drawLine(QPointF(x(i), r.bottom()), QPointF(x(i), r.bottom() + 3))
+            label = str(i)
+            p.drawText(QPointF(x(i) - fm.horizontalAdvance(label) / 2, r.bottom() + 13), label)
+        if self._axis:
+            name = f"frame ({self._axis})"
+            p.drawText(QPointF(r.right() - fm.horizontalAdvance(name), 11), name)
         if self._current is not None and 0 <= self._current < n:
-            p.setPen(QPen(QColor(255, 255, 255), 1))
+            p.setPen(QPen(QColor(255, 255, 255), 2))
             p.drawLine(QPointF(x(self._current), r.top()), QPointF(x(self._current), r.bottom()))

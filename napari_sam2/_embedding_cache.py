@@ -166,11 +166,18 @@ def install_forward_cache(model: torch.nn.Module, cache: EmbeddingCache, model_k
     original: Callable[[torch.Tensor], Dict[str, Any]] = model.forward_image
     pos_by_shape: Dict[Tuple[int, ...], List[torch.Tensor]] = {}
 
+    def pos_key(shape: Tuple[int, ...]) -> str:
+        return hashlib.blake2b(f"pos|{model_key}|{shape}".encode(), digest_size=20).hexdigest()
+
     def forward_image(img: torch.Tensor) -> Dict[str, Any]:
         if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
             return original(img)
         key = cache.make_key(img, model_key)
         shape = tuple(img.shape)
+        if shape not in pos_by_shape:  # stored with the first embedding of this shape (disk too)
+            pos = cache.get(pos_key(shape), img.device)
+            if pos is not None:
+                pos_by_shape[shape] = pos
         hit = cache.get(key, img.device) if shape in pos_by_shape else None
         if hit is not None:
             n = (len(hit) - 1)
@@ -182,7 +189,9 @@ def install_forward_cache(model: torch.nn.Module, cache: EmbeddingCache, model_k
         cache.misses += 1
         out = original(img)
         fpn = list(out["backbone_fpn"])
-        pos_by_shape[shape] = [p.detach() for p in out["vision_pos_enc"]]
+        if shape not in pos_by_shape:
+            pos_by_shape[shape] = [p.detach() for p in out["vision_pos_enc"]]
+            cache.put(pos_key(shape), pos_by_shape[shape])
         cache.put(key, [out["vision_features"]] + fpn)
         return out
 

@@ -248,6 +248,19 @@ class SAM2Engine:
         return Quality(float(q.score), float(q.iou), lost, low)
 
     # -- automatic ----------------------------------------------------------------------
+    def automatic_records(self, rgb: np.ndarray, **params: Any) -> list:
+        """The automatic mask generator's records on one (H, W, 3) uint8 frame
+        (``segmentation`` bool masks, ``predicted_iou``, ``stability_score``, ...)."""
+        from sam2_plugins import SAM2AutomaticMaskGenerator
+
+        # the generator upsamples 3 masks per point to the frame's size in float: bound a
+        # batch to ~1 GB (a 4096² frame takes 5 points at a time, a 1024² one the usual 64)
+        h, w = rgb.shape[:2]
+        params.setdefault("points_per_batch", int(max(1, min(64, 2**30 // (12 * h * w)))))
+        gen = SAM2AutomaticMaskGenerator(self.model, **params)
+        with torch.inference_mode():
+            return gen.generate(rgb)
+
     def automatic(self, rgb: np.ndarray, **params: Any) -> np.ndarray:
         """Segment everything on one frame; returns (H, W) int32 labels (largest first, so
         small masks stay visible on top)."""

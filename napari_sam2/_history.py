@@ -18,7 +18,8 @@ import numpy as np
 
 from ._region import RegionMask
 
-__all__ = ["PlaneEdit", "Step", "History", "write_mask", "write_plane", "clear_object", "apply_step"]
+__all__ = ["PlaneEdit", "Step", "History", "write_mask", "write_plane", "write_region", "clear_object",
+           "apply_step"]
 
 Key = Tuple[int, ...]
 
@@ -131,6 +132,23 @@ def clear_object(labels: np.ndarray, obj_id: int, target: str = "") -> List[Plan
             if e is not None:
                 edits.append(e)
     return edits
+
+
+def write_region(labels: np.ndarray, key: Key, region: RegionMask, value: int, target: str = "") -> Optional[PlaneEdit]:
+    """Set the pixels of ``region`` to ``value`` on one plane (whatever was there); only the
+    region's box is read and recorded, so large planes cost what the object costs."""
+    if not region.crop.size:
+        return None
+    y0, y1, x0, x1 = region.bbox
+    plane = labels[tuple(key)]
+    sub = plane[y0:y1, x0:x1]
+    new = sub.copy()
+    new[region.crop] = value
+    e = _commit_plane(sub, new, key, target)
+    if e is not None:
+        b = e.bbox
+        e.bbox = (b[0] + y0, b[1] + y0, b[2] + x0, b[3] + x0)
+    return e
 
 
 def write_plane(labels: np.ndarray, key: Key, new: np.ndarray, target: str = "") -> Optional[PlaneEdit]:

@@ -19,6 +19,8 @@ __all__ = [
     "collect_prompts",
     "masks_from_labels",
     "prompt_frames",
+    "changed_prompts",
+    "same_prompt",
 ]
 
 Key = Tuple[int, ...]
@@ -161,3 +163,18 @@ def masks_from_labels(plane: np.ndarray, ids: Optional[Iterable[int]] = None) ->
         raise ValueError(f"expected a 2D labels plane, got shape {plane.shape}")
     vals: List[int] = [int(v) for v in (np.unique(plane) if ids is None else ids) if int(v) != 0]
     return {v: plane == v for v in vals if (plane == v).any()}
+
+
+def changed_prompts(new: PromptSet, old: PromptSet) -> List[Tuple[Key, int]]:
+    """(frame key, object id) pairs whose prompts differ between two prompt sets."""
+    return sorted({(k, o) for k in set(new) | set(old) for o in set(new.get(k, {})) | set(old.get(k, {}))
+                   if not same_prompt(new.get(k, {}).get(o), old.get(k, {}).get(o))})
+
+
+def same_prompt(a: Optional[FramePrompt], b: Optional[FramePrompt]) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (np.array_equal(a.points, b.points) and np.array_equal(a.labels, b.labels)
+            and ((a.box is None and b.box is None) or (a.box is not None and b.box is not None
+                                                       and np.array_equal(a.box, b.box)))
+            and (a.mask is b.mask or (a.mask is not None and b.mask is not None and np.array_equal(a.mask, b.mask))))

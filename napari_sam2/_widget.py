@@ -1,430 +1,549 @@
-"""The dock widget: image / axes / model choice, prompts from layers, objects, undo.
+"""The SAM 2 dock widget: a thin view over :class:`~napari_sam2.controller.SAM2Controller`.
 
-Propagation, automatic mode, model loading and the confidence view are in
-``_widget_run.py``, undo and objects in ``_widget_edit.py``, the output Labels layers and mask
-writes in ``_widget_output.py`` (mixins); computation is in plain modules (``_engine``,
-``_prompts``, ``_history``, ``_region``, ...). Every user action goes through
-:func:`napari_sam2._guard.guard` (workers report through the same path), so bad input
-becomes a napari notification, never a traceback dialog.
+It builds the controls (``_widget_ui.py``), mirrors the controller's sessions in layers
+(``_layers.py``), forwards user input (controls, keys, mouse, edits of the prompt layers) to the
+controller and shows its events (``_feedback.py``). Every action goes through
+:func:`napari_sam2._guard.guard`, so bad input becomes a notification, never a traceback.
 
-Layers the widget creates (for the chosen image; same scale / translate):
-``SAM2 points`` (clicks: features ``obj_id``, ``positive``), ``SAM2 boxes`` (rectangles:
-feature ``obj_id``) and ``SAM2 labels`` (instances; or ``SAM2 object <id>`` per object).
+napari builds it from the manifest (*Plugins > SAM 2*) and passes the viewer: the annotation
+below must stay a real class (no ``from __future__ import annotations`` in this module), or
+napari cannot tell which argument is the viewer.
 """
 
-from __future__ import annotations
-
-import functools
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
+import napari
 import numpy as np
-from qtpy.QtGui import QColor
-from qtpy.QtWidgets import QWidget
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import QColorDialog, QListWidgetItem, QWidget
 
-from ._axes import MAX_PIXELS, AxisSpec, default_mode, level0, to_rgb8
-from ._embedding_cache import EmbeddingCache
-from ._guard import guard, notify
-from ._history import History, Step
-from ._objects import ObjectList
-from ._prompts import FramePrompt, PromptSet, collect_prompts, masks_from_labels
-from ._region import RegionMask
-from ._widget_edit import EditMixin
-from ._widget_output import OutputMixin
-from ._widget_run import RunMixin
-from ._widget_ui import Controls
-
-if TYPE_CHECKING:  # pragma: no cover
-    import napari
+from ._automatic import AutoParams
+from ._axes import default_mode, level0
+from ._feedback import Feedback, Relay, refresh_enabled
+from ._guard import guard
+from ._jobs import SyncRunner
+from ._layers import LayerBridge, SessionLayers
+from ._models import DEMO_CHOICE
+from ._qt_runner import QtRunner
+from ._session import Key, Session
+from ._tiles import TileSettings
+from ._widget_ui import TZ_ALONG, Controls
+from .controller import SAM2Controller
 
 __all__ = ["SAM2Widget"]
 
-Key = Tuple[int, ...]
-POS_COLOR, NEG_COLOR = "#33dd55", "#ff3344"
+
+def _ctrl(mods: Any) -> bool:
+    # vispy reports modifiers as Key objects, which compare equal to their names
+    return any(m == "Control" or m == "Meta" for m in (mods or ()))
 
 
-def _same(a: Optional[FramePrompt], b: Optional[FramePrompt]) -> bool:
-    if a is None or b is None:
-        return a is b
-    return (np.array_equal(a.points, b.points) and np.array_equal(a.labels, b.labels)
-            and ((a.box is None and b.box is None) or (a.box is not None and b.box is not None
-                                                       and np.array_equal(a.box, b.box)))
-            and (a.mask is b.mask or (a.mask is not None and b.mask is not None
-                                      and np.array_equal(a.mask, b.mask))))
-
-
-class SAM2Widget(OutputMixin, EditMixin, RunMixin, QWidget):
+class SAM2Widget(QWidget):
     """Interactive SAM 2 segmentation of images, Z stacks, time-lapses and 3D+t.
 
     Args:
         viewer: the napari viewer (napari passes it).
-        threaded: run encoding / propagation in thread workers (the default; tests may
-            turn it off, as does the environment variable ``NAPARI_SAM2_NOTHREADS=1``).
+        threaded: run jobs in thread workers (the default; ``NAPARI_SAM2_NOTHREADS=1`` or
+            False runs them inline, for scripts and some tests).
     """
 
-    def __init__(self, viewer: "napari.viewer.Viewer", threaded: bool = True) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, threaded: bool = True) -> None:
         super().__init__()
         self.viewer = viewer
         self.threaded = threaded and not os.environ.get("NAPARI_SAM2_NOTHREADS")
         self.ui = Controls(self)
-        # napari's activity-panel spinner is cheap with hardware OpenGL and costly with a
-        # software renderer (see _gl.py): list propagation there by default only in the former
-        from ._gl import software_opengl
+        self.controller = SAM2Controller(QtRunner() if self.threaded else SyncRunner())
+        self.feedback = Feedback(self.ui)
+        self.layers = LayerBridge(viewer, self._on_prompt_edit)
+        self.controller.writer = self.layers.write
+        self._images: Dict[Any, Any] = {}  # image uid -> layer
+        self._press_ctrl = False
+        self._zoomed = False
+        self._opening = False
+        from ._gl import software_opengl  # the activity spinner is costly with software OpenGL
 
         self.ui.activity_progress.setChecked(not software_opengl(viewer))
-        self.objects = ObjectList()
-        self.history = History()
-        self.cache = EmbeddingCache()
-        self.engine = None
-        self.last_message = ""
-        self.points_layer = None
-        self.shapes_layer = None
-        self._outputs: Dict[str, Any] = {}  # target id -> Labels layer
-        self._session: Optional[Tuple[int, AxisSpec, Tuple[int, ...]]] = None
-        self._prompts: PromptSet = {}
-        self._mask_prompts: Dict[Tuple[Key, int], np.ndarray] = {}
-        self._state = None  # prompt state after the last recorded step
-        self._muted = False
-        self._pending = False
-        self._init_run()
+        self._relay = Relay()
+        self._relay.progress.connect(self.feedback.progress)
         self._connect()
+        self._bind()
         self._refresh_layer_combos()
-        self._bind_keys()
+        self._refresh()
 
-    # ------------------------------------------------------------------ plumbing
+    # ================================================================== plumbing
+    @property
+    def last_message(self) -> str:
+        return self.feedback.last_message
+
+    @last_message.setter
+    def last_message(self, text: str) -> None:
+        self.feedback.last_message = text
+
     def _error(self, exc: BaseException) -> None:
-        self.last_message = f"SAM 2: {exc}"
-        notify(self.last_message, "error")
+        self.feedback.notify("error", f"SAM 2: {exc}")
 
-    def _info(self, msg: str) -> None:
-        self.last_message = msg
-        notify(msg, "info")
+    def _refresh(self, *_: Any) -> None:
+        has_labels = self.ui.mask_layer_combo.count() > 0
+        refresh_enabled(self.ui, self.controller, has_labels)
+
+    @property
+    def session(self) -> Optional[Session]:
+        return self.controller.session
+
+    def session_layers(self, s: Optional[Session] = None) -> Optional[SessionLayers]:
+        s = s or self.session
+        return None if s is None else self.layers.by_sid.get(s.sid)
 
     def _connect(self) -> None:
-        u = self.ui
+        u, c, ev = self.ui, self.controller, self.controller.events
         self.viewer.layers.events.inserted.connect(self._refresh_layer_combos)
         self.viewer.layers.events.removed.connect(self._refresh_layer_combos)
-        u.image_combo.currentTextChanged.connect(self._on_image_choice)
+        self.viewer.dims.events.current_step.connect(self._on_dims)
+        u.image_combo.currentTextChanged.connect(lambda _t: self.open_image())
+        u.mode_combo.currentTextChanged.connect(lambda _t: self.apply_axes())
+        u.channel_axis.valueChanged.connect(lambda _v: self.apply_axes())
+        u.channels_edit.editingFinished.connect(lambda: self.apply_axes())
+        u.along_combo.currentIndexChanged.connect(lambda i: setattr(c, "tz_along", TZ_ALONG[i][1]))
         u.load_button.clicked.connect(lambda: self.load_model())
+        u.demo_button.clicked.connect(lambda: self.load_model(DEMO_CHOICE))
+        u.disk_cache.toggled.connect(lambda on: c.use_disk_cache(on))
+        u.tiled.toggled.connect(lambda _v: self._tiles())
+        for w in (u.tile_size, u.tile_overlap):
+            w.valueChanged.connect(lambda _v: self._tiles())
         u.add_object.clicked.connect(lambda: self.new_object())
         u.delete_object.clicked.connect(lambda: self.delete_object())
         u.clear_object.clicked.connect(lambda: self.clear_current_object())
         u.color_object.clicked.connect(self._pick_color)
         u.object_list.currentRowChanged.connect(self._on_list_row)
         u.object_list.itemChanged.connect(self._on_item_renamed)
-        u.negative.toggled.connect(lambda _: self._update_defaults())
+        u.negative.toggled.connect(lambda _v: self._defaults())
+        u.output_combo.currentIndexChanged.connect(lambda i: setattr(c, "per_object_outputs", i == 1))
+        u.overwrite.toggled.connect(lambda on: setattr(c, "overwrite", on))
         u.mask_button.clicked.connect(lambda: self.use_mask_prompt())
+        u.direction_combo.currentTextChanged.connect(lambda t: setattr(c, "direction", t))
+        u.memory_combo.currentTextChanged.connect(lambda t: setattr(c, "memory_mode", t))
+        u.auto_repropagate.toggled.connect(lambda on: setattr(c, "auto_repropagate", on))
+        u.propagate_button.clicked.connect(lambda: self.propagate())
+        u.from_here_button.clicked.connect(lambda: self.propagate(from_current=True))
+        u.cancel_button.clicked.connect(lambda: c.cancel())
+        u.next_flagged.clicked.connect(lambda: self.next_flagged())
+        u.auto_button.clicked.connect(lambda: self.segment_everything())
+        u.auto_retry.clicked.connect(lambda: self._retry_automatic())
         u.undo_button.clicked.connect(lambda: self.undo())
         u.redo_button.clicked.connect(lambda: self.redo())
         u.commit_button.clicked.connect(lambda: self.commit())
-        self.objects.changed.connect(self._sync_object_list)
-        self.objects.selected.connect(lambda _: self._sync_object_list())
-        self._connect_run()
+        u.along_combo.currentIndexChanged.connect(self._refresh)
+        view = {ev.message: lambda level, text, topic: self.feedback.notify(level, text, topic),
+                ev.clear_topic: self.feedback.clear, ev.status: self._on_status, ev.session: self._on_session,
+                ev.prompts: self._on_prompts, ev.objects: self._on_objects,
+                ev.outputs: lambda s, tid: self.layers.output_layer(s, tid), ev.labels: self.layers.redraw,
+                ev.history: self._refresh, ev.busy: self._refresh, ev.quality: lambda _s: self._update_confidence(),
+                ev.automatic: self._on_automatic, ev.offer_demo: self._offer_demo}
+        for signal, slot in view.items():
+            signal.connect(self._while_shown(slot))
+        ev.progress.connect(self._relay.progress.emit)  # may come from the loading thread
+        self._relay.progress.connect(self._while_shown(self.feedback.progress))
+        ctl, bridge = self.controller, self.layers
 
-    def _bind_keys(self) -> None:
-        binds = {"t": self.toggle_polarity, "n": lambda: self.new_object(),
-                 "Shift-P": lambda: self.propagate(), "Shift-J": lambda: self.next_flagged(),
-                 "u": lambda: self.undo(), "Shift-U": lambda: self.redo(),
+        def gone(*_: Any) -> None:  # the dock was deleted (napari closed): stop, touch nothing
+            bridge.closed = True
+            ctl.writer = None
+            ctl.cancel()
+        self.destroyed.connect(gone)
+
+    def _while_shown(self, slot: Any) -> Any:
+        """``slot``, skipped once the dock is closed or deleted (a job may still report)."""
+        bridge = self.layers
+
+        def call(*args: Any) -> None:
+            if not bridge.closed:
+                slot(*args)
+        return call
+
+    def _bind(self) -> None:
+        binds = {"t": self.toggle_polarity, "n": lambda: self.new_object(), "Shift-P": lambda: self.propagate(),
+                 "Shift-J": lambda: self.next_flagged(), "u": lambda: self.undo(), "Shift-U": lambda: self.redo(),
                  "Shift-C": lambda: self.clear_current_object()}
         for key, fn in binds.items():
             self.viewer.bind_key(key, lambda _v, fn=fn: fn(), overwrite=True)
-        self._BOUND_KEYS = [k for k in self.viewer.keymap
-                            if str(k).replace("+", "-").lower() in {b.lower() for b in binds}]
+        self._bound = [k for k in self.viewer.keymap if str(k).replace("+", "-").lower() in {b.lower() for b in binds}]
         if self._on_mouse not in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.append(self._on_mouse)
 
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
+        """Docking the widget zooms the canvas to fit the image (once)."""
+        super().showEvent(event)
+        if not self._zoomed and len(self.viewer.layers):
+            self._zoomed = True
+            self.viewer.reset_view()
+
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
-        """Closing the dock: stop the worker, and unhook our keys and mouse callback from
-        the viewer (they would otherwise outlive the widget)."""
-        self.cancel()
-        for key in self._BOUND_KEYS:
+        """Closing the dock: stop the job, unhook keys / mouse / layer events. The layers and
+        their data stay in the viewer."""
+        self.controller.cancel()
+        self.layers.closed = True
+        self.controller.writer = None
+        self.feedback.close()
+        for key in self._bound:
             self.viewer.keymap.pop(key, None)
         if self._on_mouse in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
         self.viewer.layers.events.inserted.disconnect(self._refresh_layer_combos)
         self.viewer.layers.events.removed.disconnect(self._refresh_layer_combos)
+        self.viewer.dims.events.current_step.disconnect(self._on_dims)
         super().closeEvent(event)
+
+    # ================================================================== images and axes
+    def _ours(self, layer: Any) -> bool:
+        return layer.name.startswith("SAM2 ")
 
     def _refresh_layer_combos(self, event: Any = None) -> None:
         from napari.layers import Image, Labels
 
-        ours = ("SAM2 labels", "SAM2 object ")  # our outputs are no mask prompts
-        for combo, kind, skip in ((self.ui.image_combo, Image, ()),
-                                  (self.ui.mask_layer_combo, Labels, ours)):
+        for combo, kind in ((self.ui.image_combo, Image), (self.ui.mask_layer_combo, Labels)):
             cur = combo.currentText()
-            names = [ly.name for ly in self.viewer.layers
-                     if isinstance(ly, kind) and not (skip and ly.name.startswith(skip))]
+            names = [ly.name for ly in self.viewer.layers if isinstance(ly, kind) and not self._ours(ly)]
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
             if cur in names:
                 combo.setCurrentText(cur)
             combo.blockSignals(False)
-        if self.ui.image_combo.currentText() and self._session is None:
-            self._on_image_choice(self.ui.image_combo.currentText())
+        name = self.ui.image_combo.currentText()
+        # the first image opens by itself; later ones when chosen (a removed layer never
+        # re-opens anything: napari may be closing, and parked sessions stay as they are)
+        added = event is None or getattr(event, "type", "") == "inserted"
+        if name and added and self.session is None and not self._opening:
+            self.open_image()
+        if not self._zoomed and self.isVisible() and name:
+            self._zoomed = True
+            self.viewer.reset_view()
+        self._refresh()
 
-    def _on_image_choice(self, name: str) -> None:
-        if name in self.viewer.layers:
-            ly = self.viewer.layers[name]
-            self.ui.mode_combo.setCurrentText(default_mode(level0(ly).shape, bool(getattr(ly, "rgb", False))))
-
-    # ------------------------------------------------------------------ image and axes
     @property
-    def image_layer(self):
+    def image_layer(self) -> Any:
         name = self.ui.image_combo.currentText()
         if not name or name not in self.viewer.layers:
             raise ValueError("no image layer: open or choose an image first")
         return self.viewer.layers[name]
 
-    def axis_spec(self) -> AxisSpec:
-        """The axes from the UI, validated against the chosen image (ValueError if wrong)."""
-        ly = self.image_layer
-        rgb = bool(getattr(ly, "rgb", False))
+    def _axes_from_ui(self) -> Tuple[str, Optional[int], Tuple[int, ...]]:
         ca = self.ui.channel_axis.value()
         chans = tuple(int(c) for c in self.ui.channels_edit.text().replace(" ", "").split(",") if c)
-        spec = AxisSpec(self.ui.mode_combo.currentText(), None if ca < 0 or rgb else ca, chans, rgb)
-        if spec.channel_axis not in (None, 0):
-            raise ValueError(f"channel axis {ca}: only a first channel axis is supported (napari "
-                             "aligns the output layers to the trailing axes); move it first, or "
-                             "open the file with channel_axis so channels become layers")
-        spec.labels_shape(level0(ly).shape)  # validates
-        return spec
+        return self.ui.mode_combo.currentText(), (None if ca < 0 else ca), chans
 
-    def _ensure_session(self) -> Tuple[Any, AxisSpec, Tuple[int, ...]]:
-        """Create the prompt and output layers for the current image and axes (once)."""
+    def _set_axes_ui(self, mode: str, channel_axis: Optional[int], channels: Tuple[int, ...]) -> None:
+        u = self.ui
+        for w in (u.mode_combo, u.channel_axis, u.channels_edit):
+            w.blockSignals(True)
+        u.mode_combo.setCurrentText(mode)
+        u.channel_axis.setValue(-1 if channel_axis is None else channel_axis)
+        u.channels_edit.setText(",".join(map(str, channels)))
+        for w in (u.mode_combo, u.channel_axis, u.channels_edit):
+            w.blockSignals(False)
+
+    @guard
+    def open_image(self) -> Optional[Session]:
+        """Make the image chosen in the combo the controller's active image (its previous
+        session resumes with its axes; a new image gets axes guessed from its shape)."""
         ly = self.image_layer
-        spec = self.axis_spec()
-        lshape = spec.labels_shape(level0(ly).shape)
-        if lshape[-2] * lshape[-1] > MAX_PIXELS:
-            raise ValueError(f"the image plane is {lshape[-2]}x{lshape[-1]} pixels, more than "
-                             f"{MAX_PIXELS // 2**20} MP: crop it or use a lower-resolution level")
-        sess = (id(ly), spec, lshape)
-        gone = any(x is None or x not in self.viewer.layers for x in (self.points_layer, self.shapes_layer))
-        if self._session != sess or gone:  # a new image / axes, or our prompt layers were deleted
-            self._start_session(ly, spec, lshape)
-        return ly, spec, lshape
+        uid = ly.unique_id  # (the viewer napari gives plugins hands out a new proxy per access)
+        known = [s for (u, _), s in self.controller.sessions.items() if u == uid]
+        if known:
+            sp = known[-1].spec
+            self._set_axes_ui(sp.mode, sp.channel_axis, sp.channels)
+        else:
+            labels = getattr(ly, "axis_labels", None)
+            self._set_axes_ui(default_mode(level0(ly).shape, bool(getattr(ly, "rgb", False)), labels), None, ())
+        return self._open(ly)
 
-    def _layer_geometry(self, ly: Any, spec: AxisSpec) -> Dict[str, Any]:
-        scale, translate = list(ly.scale), list(ly.translate)
-        if spec.channel_axis is not None:
-            scale.pop(spec.channel_axis)
-            translate.pop(spec.channel_axis)
-        return {"scale": scale, "translate": translate}
+    def _open(self, ly: Any) -> Session:
+        mode, ca, chans = self._axes_from_ui()
+        self._images[ly.unique_id] = ly
 
-    def _start_session(self, ly: Any, spec: AxisSpec, lshape: Tuple[int, ...]) -> None:
-        for layer in [self.points_layer, self.shapes_layer, self.auto_layer, *self._outputs.values()]:
-            if layer is not None and layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self._outputs.clear()
-        self.auto_layer = None
-        geo = self._layer_geometry(ly, spec)
-        ndim = len(lshape)
-        self.history.clear()
-        self.quality.clear()
-        self._mask_prompts.clear()
-        self._prompts = {}
-        self._session = (id(ly), spec, lshape)
-        if not len(self.objects):
-            self.objects.add()
-        self.shapes_layer = self.viewer.add_shapes(
-            np.zeros((0, 4, ndim)), ndim=ndim, name="SAM2 boxes", edge_width=2, face_color="transparent",
-            edge_color="yellow", features={"obj_id": np.zeros(0, int)}, **geo)
-        self.points_layer = self.viewer.add_points(
-            np.zeros((0, ndim)), ndim=ndim, name="SAM2 points", size=max(3, min(lshape[-2:]) // 40),
-            features={"obj_id": np.zeros(0, int), "positive": np.zeros(0, bool)}, **geo)
-        self.points_layer.mode = "add"
-        self.points_layer.events.data.connect(self._on_layer_data)
-        self.shapes_layer.events.data.connect(self._on_layer_data)
-        self._update_defaults()
-        self._state = self._snapshot()
-        self._refresh_layer_combos()
+        def contrast() -> Any:
+            if getattr(ly, "rgb", False) and level0(ly).dtype == np.uint8:
+                return None
+            return tuple(float(v) for v in ly.contrast_limits)
+        self._opening = True  # adding the session's layers must not re-open the image
+        try:
+            return self.controller.open_image(level0(ly), ly.name, uid=ly.unique_id, mode=mode, channel_axis=ca,
+                                              channels=chans, rgb=bool(getattr(ly, "rgb", False)), contrast=contrast)
+        finally:
+            self._opening = False
+
+    @guard
+    def apply_axes(self) -> Optional[Session]:
+        """The axes controls changed: same labels shape keeps the session (results, history);
+        another shape opens another session (this one is kept)."""
+        return self._open(self.image_layer)
+
+    def _on_session(self, s: Session) -> None:
+        ly = self._images.get(s.source.uid)
+        if ly is not None and ly in self.viewer.layers:
+            self.layers.ensure(s, ly)
+            # a session opened while napari inserts an image: napari then makes the image the
+            # active layer; the points layer becomes active again once it has
+            QTimer.singleShot(0, self._while_shown(lambda: self.layers.raise_prompts(s)))
+        self._on_dims()
+        self._on_objects(s)
+        self._update_confidence()
+
+    def _on_prompts(self, s: Session) -> None:
+        ly = self._images.get(s.source.uid)
+        sl = self.layers.by_sid.get(s.sid)
+        if s is self.session and ly is not None and ly in self.viewer.layers and (
+                sl is None or not self.layers.alive(sl.points) or not self.layers.alive(sl.boxes)):
+            self.layers.ensure(s, ly)  # a prompt layer the user deleted comes back with the prompts
+        else:
+            self.layers.sync_prompts(s)
+
+    def _current_key(self, s: Session) -> Optional[Key]:
+        ly = self._images.get(s.source.uid)
+        if ly is None or ly not in self.viewer.layers:
+            return None
+        pos = list(ly.world_to_data(self.viewer.dims.point))
+        if s.spec.channel_axis is not None and not s.spec.rgb:
+            pos.pop(s.spec.channel_axis % len(pos))
+        return s.spec.frame_key(s.source.shape, pos)
 
     def current_key(self) -> Key:
-        """Frame key of the viewer's current position in the chosen image."""
-        ly, spec, lshape = self._ensure_session()
-        pos = list(ly.world_to_data(self.viewer.dims.point))
-        if spec.channel_axis is not None:
-            pos.pop(spec.channel_axis)
-        return spec.frame_key(level0(ly).shape, pos)
+        s = self.session
+        key = None if s is None else self._current_key(s)
+        if key is None:
+            raise ValueError("no image layer: open or choose an image first")
+        return key
 
-    def read_frame(self, key: Key) -> np.ndarray:
-        """(H, W, 3) uint8 of a frame, windowed with the layer's current contrast limits."""
-        return self.frame_reader()(key)
+    def _on_dims(self, *_: Any) -> None:
+        s = self.session
+        key = None if s is None else self._current_key(s)
+        if key is not None:
+            self.controller.current_key = key
+            self._update_confidence()
 
-    def frame_reader(self) -> Callable[[Key], np.ndarray]:
-        """A frame reader bound to the current image, axes and contrast: safe to call from
-        a worker thread (it touches no layer state)."""
-        ly, spec, _ = self._ensure_session()
-        data, contrast = level0(ly), self._contrast(ly)
-        return lambda key: to_rgb8(spec.plane(data, key), contrast)
+    def _tiles(self) -> None:
+        u = self.ui
+        self.controller.tiles = TileSettings(u.tiled.isChecked(), u.tile_size.value(), u.tile_overlap.value())
+        self._refresh()
 
-    def _contrast(self, ly: Any) -> Optional[Tuple[float, float]]:
-        if getattr(ly, "rgb", False) and level0(ly).dtype == np.uint8:
-            return None
-        return tuple(float(v) for v in ly.contrast_limits)  # type: ignore[return-value]
+    # ================================================================== model
+    @guard
+    def load_model(self, choice: Optional[str] = None, checkpoint: Optional[str] = None,
+                   device: Optional[str] = None) -> None:
+        """Build the chosen model in a job (official weights: downloaded once, with progress)."""
+        u = self.ui
+        if choice is not None and u.model_combo.findText(choice) >= 0:
+            u.model_combo.setCurrentText(choice)
+        self.controller.load_model(choice if choice is not None else u.model_combo.currentText(),
+                                   u.checkpoint_edit.text() if checkpoint is None else checkpoint,
+                                   device or u.device_combo.currentText())
 
-    def frame_token(self, key: Key) -> Tuple[Any, ...]:
-        ly, spec, _ = self._ensure_session()
-        return (id(ly), spec, key, self._contrast(ly))
+    def _offer_demo(self, reason: str) -> None:
+        self.ui.demo_button.setVisible(True)
 
-    # ------------------------------------------------------------------ prompts
-    def _update_defaults(self) -> None:
-        """What the next click / box gets: current object and polarity (features, colours)."""
-        if self.points_layer is None:
+    def _on_status(self, text: str) -> None:
+        self.ui.model_status.setText(text)
+        if self.controller.engine is not None:
+            self.ui.demo_button.setVisible(False)
+        self._refresh()
+
+    # ================================================================== objects
+    @guard
+    def new_object(self, name: Optional[str] = None) -> int:
+        return self.controller.new_object(name)
+
+    @guard
+    def clear_current_object(self) -> None:
+        self.controller.clear_object()
+
+    @guard
+    def delete_object(self) -> None:
+        self.controller.delete_object()
+
+    @guard
+    def commit(self) -> None:
+        self.controller.commit()
+
+    def _on_objects(self, s: Session) -> None:
+        lw = self.ui.object_list
+        lw.blockSignals(True)
+        lw.clear()
+        for o in s.objects:
+            pix = QPixmap(12, 12)
+            pix.fill(QColor.fromRgbF(*o.color))
+            item = QListWidgetItem(QIcon(pix), o.name)
+            item.setData(Qt.ItemDataRole.UserRole, o.obj_id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)  # rename in place
+            lw.addItem(item)
+            if o.obj_id == s.objects.current_id:
+                lw.setCurrentItem(item)
+        lw.blockSignals(False)
+        self.layers.recolor(s)
+        self._defaults()
+        self._update_confidence()
+
+    def _on_list_row(self, row: int) -> None:
+        item = self.ui.object_list.item(row)
+        if item is not None and self.session is not None:
+            self.controller.select_object(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    def _on_item_renamed(self, item: QListWidgetItem) -> None:
+        s = self.session
+        oid = int(item.data(Qt.ItemDataRole.UserRole))
+        if s is not None and oid in s.objects and item.text() != s.objects[oid].name:
+            self.controller.rename_object(oid, item.text())
+
+    def _pick_color(self) -> None:
+        s = self.session
+        obj = None if s is None else s.objects.current
+        if obj is None:
             return
-        pos = not self.ui.negative.isChecked()
-        oid = self.objects.current_id
-        obj = self.objects.current
-        p, s = self.points_layer, self.shapes_layer
-        # napari applies "current" colours to the selected items and copies a selected
-        # item's features into the defaults: deselect first, so that toggling polarity
-        # never recolours existing clicks and the defaults stick
-        p.selected_data, s.selected_data = set(), set()
-        p.current_face_color = POS_COLOR if pos else NEG_COLOR
-        if obj is not None:
-            s.current_edge_color = QColor.fromRgbF(*obj.color[:3]).name()
-        p.feature_defaults = {"obj_id": oid, "positive": pos}
-        s.feature_defaults = {"obj_id": oid}
+        c = QColorDialog.getColor(QColor.fromRgbF(*obj.color), self, "object colour")
+        if c.isValid():
+            self.controller.recolor_object(obj.obj_id, (c.redF(), c.greenF(), c.blueF(), 1.0))
+
+    # ================================================================== prompts
+    def _defaults(self) -> None:
+        if self.session is not None:
+            self.layers.set_defaults(self.session, not self.ui.negative.isChecked())
 
     def toggle_polarity(self) -> None:
         self.ui.negative.setChecked(not self.ui.negative.isChecked())
 
     @guard
     def add_click(self, position: Any, positive: Optional[bool] = None, obj_id: Optional[int] = None) -> None:
-        """Add a click at ``position`` (data coordinates of the output layers: (..., y, x))."""
-        self._ensure_session()
-        if positive is not None and positive == self.ui.negative.isChecked():
-            self.toggle_polarity()
-        if obj_id is not None:
-            self.objects.ensure(obj_id)
-            self.objects.select(obj_id)
-        if not self.objects.current_id:
-            self.objects.add()
-        if self.points_layer.feature_defaults["obj_id"][0] != self.objects.current_id:
-            self._update_defaults()
-        self.points_layer.add(np.asarray(position, dtype=float)[None])
+        """A click at ``position`` (data coordinates of the output layers: (..., y, x))."""
+        pos = (not self.ui.negative.isChecked()) if positive is None else positive
+        self.controller.add_click(position, positive=pos, obj_id=obj_id)
 
     @guard
     def add_box(self, corner0: Any, corner1: Any, obj_id: Optional[int] = None) -> None:
-        """Add a box between two corners (data coordinates, (..., y, x), same frame)."""
-        self._ensure_session()
-        if obj_id is not None:
-            self.objects.ensure(obj_id)
-            self.objects.select(obj_id)
-        self._update_defaults()
-        self.shapes_layer.add_rectangles(np.stack([np.asarray(corner0, float), np.asarray(corner1, float)])[None])
+        self.controller.add_box(corner0, corner1, obj_id=obj_id)
 
     def _on_mouse(self, viewer: Any, event: Any) -> None:
+        """Every press on the canvas: remember Ctrl (a click napari's add mode turns into a
+        point is negative with Ctrl); a middle-click adds a click whatever layer is active."""
+        self._press_ctrl = _ctrl(getattr(event, "modifiers", ()))
         if getattr(event, "button", None) != 3:
-            return  # middle button only: left clicks stay napari's
+            return
+        s, sl = self.session, self.session_layers()
+        if s is None or sl is None:
+            return
+        active = viewer.layers.selection.active
+        if active is not None and active.unique_id == sl.points.unique_id and sl.points.mode == "add":
+            return  # napari's add mode adds this point itself (any button): no second point
         try:
-            ly, spec, _ = self._ensure_session()
-            pos = list(ly.world_to_data(event.position))
+            pos = list(sl.image.world_to_data(event.position))
+            if s.spec.channel_axis is not None and not s.spec.rgb:
+                pos.pop(s.spec.channel_axis % len(pos))
         except Exception as exc:  # noqa: BLE001
             self._error(exc)
             return
-        if spec.channel_axis is not None:
-            pos.pop(spec.channel_axis)
-        self.add_click(pos, positive="Control" not in {str(m) for m in event.modifiers})
+        self.add_click(pos, positive=(not self.ui.negative.isChecked()) != self._press_ctrl)
 
-    def _on_layer_data(self, event: Any) -> None:
-        action = str(getattr(event, "action", "changed"))
-        if self._muted or action.endswith(("adding", "removing", "changing")):
-            return
-        self.update_predictions()
-
-    def collect(self) -> PromptSet:
-        """All prompts now in the layers (plus mask prompts)."""
-        _, _, lshape = self._ensure_session()
-        n = len(lshape) - 2
-        pf = self.points_layer.features
-        sf = self.shapes_layer.features
-        boxes = [d for d, t in zip(self.shapes_layer.data, self.shapes_layer.shape_type)
-                 if t in ("rectangle", "polygon")]
-        box_obj = [o for o, t in zip(sf["obj_id"] if "obj_id" in sf else [], self.shapes_layer.shape_type)
-                   if t in ("rectangle", "polygon")]
-        return collect_prompts(
-            n, points=self.points_layer.data, point_obj=np.asarray(pf["obj_id"], int),
-            point_positive=np.asarray(pf["positive"], bool), boxes=boxes,
-            box_obj=box_obj if len(box_obj) == len(boxes) else None,
-            masks=self._mask_prompts, key_shape=lshape[:-2])
-
-    @guard
-    def update_predictions(self, label: str = "click") -> None:
-        """Re-predict every (frame, object) whose prompts changed since the last call."""
-        if self.engine is None:
-            self._info("SAM 2: load a model to turn clicks into masks (the Load model button)")
-            return
-        new = self.collect()
-        changed = sorted({(k, o) for k in set(new) | set(self._prompts)
-                          for o in set(new.get(k, {})) | set(self._prompts.get(k, {}))
-                          if not _same(new.get(k, {}).get(o), self._prompts.get(k, {}).get(o))})
-        if not changed:
-            self._state = self._snapshot()
-            return
-        if self.threaded and self._pending:
-            # a worker holds the image predictor (encoding a frame) or earlier clicks wait for
-            # one: its end re-runs this diff, which then includes this change too
-            return
-        keys = sorted({k for k, _ in changed})
-        todo = [k for k in keys if not self.engine.is_ready(self.frame_token(k))
-                and any(not new.get(k, {}).get(o, FramePrompt()).empty for kk, o in changed if kk == k)]
-        if todo and self.threaded:
-            if self.worker is not None:  # busy (propagating): apply the clicks afterwards
-                self._pending = True
-            elif not self._pending:
-                self._pending = True
-                self._encode_then(todo[0])
-            return
-        step = Step(label, state_before=self._state)
-        shown = self._shown_key()
-        hw = self._session[2][-2:]
-        predict = getattr(self.engine, "predict_region", None)
-        pending = []
-        try:
-            for key in keys:
-                fps = {o: new.get(key, {}).get(o) for kk, o in changed if kk == key}
-                if any(fp is not None and not fp.empty for fp in fps.values()):
-                    # the frame is read (and windowed) only if the engine does not hold it
-                    self.engine.set_frame(functools.partial(self.read_frame, key), self.frame_token(key))
-                for oid, fp in fps.items():
-                    if fp is None or fp.empty:  # every prompt gone: so is the mask
-                        mask: Union[np.ndarray, RegionMask] = RegionMask(np.zeros((0, 0), bool), (0, 0), hw)
-                    elif predict is not None:  # the object's box only (the real engine)
-                        mask = predict(fp)[0]
-                    else:
-                        mask = self.engine.predict(fp)[0]
-                    self.objects.ensure(oid)
-                    pending.append(self._write(key, oid, mask, step, shown, refresh=False))
-        finally:
-            self._flush(pending)  # one redraw per layer, whatever the number of objects
-        self._prompts = new
-        step.state_after = self._state = self._snapshot()
-        self.history.push(step)
-        if label == "click" and len(keys) == 1:
-            self._maybe_repropagate(keys[0], new)
+    def _on_prompt_edit(self, s: Session, sl: SessionLayers) -> None:
+        """The user edited a prompt layer (napari's add / move / delete tools)."""
+        pts, obj, pos, boxes, box_obj = self.layers.read_prompts(sl)
+        flipped = len(pts) == len(s.points) + 1 and self._press_ctrl
+        if flipped:
+            pos[-1] = not pos[-1]  # Ctrl+click: the opposite polarity
+            self._press_ctrl = False
+        if self.controller.session is not s:
+            self.controller.activate(s)
+        ok = guard(lambda _self: self.controller.set_prompts(pts, obj, pos, boxes, box_obj) or True)(self)
+        if flipped or not ok:  # the flipped click's colour; a refused edit is undone in the layer
+            self.layers.sync_prompts(s)
+        # napari selects an added point after this handler and copies its features (a negative
+        # click's polarity) into the defaults: set them again once it has
+        QTimer.singleShot(0, self._defaults)
 
     @guard
     def use_mask_prompt(self, layer_name: Optional[str] = None, label_id: Optional[int] = None) -> None:
         """Take the current plane of a Labels layer as mask prompt(s): one label value for the
         current object, or (``label_id`` 0) every label as its own new object."""
-        key = self.current_key()
         name = layer_name or self.ui.mask_layer_combo.currentText()
         if not name or name not in self.viewer.layers:
             raise ValueError("choose a Labels layer to use as mask prompt")
+        key = self.current_key()
         data = self.viewer.layers[name].data
-        lab = np.asarray(data[key] if data.ndim == len(key) + 2 else data)
-        if lab.shape != self._session[2][-2:]:
-            raise ValueError(f"Labels layer {name!r} has planes of {lab.shape}, the image {self._session[2][-2:]}")
+        plane = np.asarray(data[key] if data.ndim == len(key) + 2 else data)
         lid = self.ui.mask_id.value() if label_id is None else int(label_id)
-        masks = masks_from_labels(lab, None if lid == 0 else [lid])
-        if not masks:
-            raise ValueError(f"no label {lid or '(any)'} on this frame of {name!r}")
-        new_ids = []
-        for value, m in masks.items():
-            oid = self.objects.current_id if lid else self.objects.add(f"{name} {value}", select=False).obj_id
-            oid = oid or self.objects.add().obj_id
-            self._mask_prompts[(key, oid)] = m
-            new_ids.append(oid)
-        self.objects.select(new_ids[0])  # the first imported object becomes current
-        self.update_predictions("mask prompt")
+        self.controller.add_mask_prompt(plane, lid, key, name=name)
+
+    # ================================================================== history
+    @guard
+    def undo(self) -> None:
+        self.controller.undo()
+
+    @guard
+    def redo(self) -> None:
+        self.controller.redo()
+
+    # ================================================================== long jobs
+    @guard
+    def propagate(self, from_current: bool = False) -> None:
+        self.controller.propagate(from_key=self.current_key() if from_current else None)
+
+    @guard
+    def segment_everything(self, params: Optional[AutoParams] = None) -> None:
+        u = self.ui
+        self.ui.auto_retry.setVisible(False)
+        p = params or AutoParams(u.points_per_side.value(), u.pred_iou.value(), u.stability.value(), u.min_area.value())
+        self.controller.segment_everything(self.current_key(), p)
+
+    def _on_automatic(self, s: Session, res: Any) -> None:
+        u = self.ui
+        u.auto_result.setText(res.message.replace("automatic: ", ""))
+        sug = res.suggestion
+        u.auto_retry.setVisible(sug is not None)
+        if sug is not None:
+            u.auto_retry.setText(f"Retry with IoU > {sug.pred_iou_thresh:.2f}, "
+                                 f"stability >= {sug.stability_score_thresh:.2f}"
+                                 + (f", min. area {sug.min_mask_region_area}" if sug.min_mask_region_area
+                                    != u.min_area.value() else ""))
+            self._suggestion = sug
+        self.layers.raise_prompts(s)  # the next click still adds a point
+
+    def _retry_automatic(self) -> None:
+        sug = getattr(self, "_suggestion", None)
+        if sug is None:
+            return
+        u = self.ui
+        u.pred_iou.setValue(sug.pred_iou_thresh)
+        u.stability.setValue(sug.stability_score_thresh)
+        u.min_area.setValue(sug.min_mask_region_area)
+        self.segment_everything()
+
+    @guard
+    def next_flagged(self) -> Optional[int]:
+        """Move the viewer to the next frame worth a correction click; returns its index."""
+        s = self.session
+        key = self.current_key()
+        nxt = self.controller.next_flagged(key)
+        if nxt is None:
+            self.feedback.notify("info", "SAM 2: no flagged frames on this sequence")
+            return None
+        pos = [i for i, (a, b) in enumerate(zip(key, nxt)) if a != b]
+        if not pos:
+            return int(nxt[-1]) if nxt else None
+        ly = self._images[s.source.uid]
+        ca = s.spec.channel_axis
+        data_axis = pos[0] + (1 if ca is not None and not s.spec.rgb and ca % ly.ndim <= pos[0] else 0)
+        self.viewer.dims.set_current_step(self.viewer.dims.ndim - ly.ndim + data_axis, nxt[pos[0]])
+        return int(nxt[pos[0]])
+
+    def _update_confidence(self) -> None:
+        try:
+            series = self.controller.confidence()
+        except ValueError:
+            series = None
+        if series is None:
+            self.ui.plot.set_series(np.zeros(0), np.zeros(0))
+            self.ui.flagged_label.setText("no flagged frames")
+        else:
+            self.ui.plot.set_series(series.iou, series.score, series.flags, series.index, series.title,
+                                    axis=series.axis)
+            self.ui.flagged_label.setText(series.summary)
+        self._refresh()

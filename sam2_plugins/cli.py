@@ -35,13 +35,16 @@ def _parse_box(text: str) -> List[float]:
 def _cmd_models(_: argparse.Namespace) -> int:
     from .checkpoints import REGISTRY, cache_dir, demo_checkpoint_path
     from .configs import list_models
+    from .default_model import DEFAULT_MODEL, DEMO_LABEL, DEMO_MODEL
 
     for name in list_models():
         if name in REGISTRY:
             cached = (cache_dir() / REGISTRY[name].filename).exists()
             where = "cached" if cached else "download on demand"
+            where += " (the default)" if name == DEFAULT_MODEL else ""
         else:
             where = "shipped" if demo_checkpoint_path().exists() else "random init only"
+            where += f": --model demo, {DEMO_LABEL}" if name == DEMO_MODEL else ""
         print(f"{name:28s} {where}")
     return 0
 
@@ -60,10 +63,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from .build import build_sam2
-    from .predictors.image import SAM2ImagePredictor
-
+    from .default_model import build_model, resolve_choice
     from .output_paths import OutputPathError, atomic_write_bytes
+    from .predictors.image import SAM2ImagePredictor
 
     if args.label and len(args.label) != len(args.point or []):
         raise ValueError(f"--label given {len(args.label)} times for {len(args.point or [])} --point; "
@@ -80,7 +82,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         if t.exists() and not args.overwrite:
             raise OutputPathError(f"{t} exists; pass --overwrite to replace it, or choose another --out folder")
     image = np.asarray(Image.open(args.image).convert("RGB"))
-    model = build_sam2(args.model, checkpoint=args.checkpoint, device=args.device)
+    choice = resolve_choice(args.model, args.checkpoint)
+    if choice.is_demo:
+        print(f"model: {choice.label}", file=sys.stderr)
+    model = build_model(choice, device=args.device, how_to_use_demo="Run again with --model demo to try it.")
     pred = SAM2ImagePredictor(model)
     pred.set_image(image)
     points = np.array([p for p in args.point], dtype=np.float32).reshape(-1, 2) if args.point else None
@@ -122,6 +127,8 @@ def _run_adapter(name: str, ep: Any, rest: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .default_model import DEFAULT_MODEL, DEMO_LABEL
+
     p = argparse.ArgumentParser(prog="sam2-plugins", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -134,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--point", type=_parse_xy, action="append", help="X,Y in image pixels (repeatable)")
     s.add_argument("--label", type=int, action="append", help="1 positive, 0 negative (one per --point)")
     s.add_argument("--box", type=_parse_box, help="X0,Y0,X1,Y1 in image pixels")
-    s.add_argument("--model", default="sam2.1_hiera_nano")
-    s.add_argument("--checkpoint", default="demo", help="path, 'download', 'demo' or 'none'")
+    s.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"a model name (default {DEFAULT_MODEL}: official weights, downloaded once and cached), "
+                        f"or 'demo': the shipped {DEMO_LABEL}")
+    s.add_argument("--checkpoint", default="auto",
+                   help="'auto' (official weights for official names, the demo weights for 'demo'), "
+                        "a path, 'download', 'demo' or 'none' (random weights)")
     s.add_argument("--device", default=None)
     s.add_argument("--out", default="out/segment")
     s.add_argument("--overwrite", action="store_true", help="replace mask.png / overlay.png already in --out")
@@ -158,8 +169,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] in commands:  # the adapter's own parser takes every argument, in any order
         return _run_adapter(argv[0], commands[argv[0]], argv[1:])
     args = build_parser().parse_args(argv)
-    if getattr(args, "checkpoint", None) == "none":
-        args.checkpoint = None
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, RuntimeError, OSError) as exc:  # OSError: missing / unreadable files

@@ -25,6 +25,9 @@ class StubEngine:
     reported "lost".
     """
 
+    image_size = 64
+    model_key = "stub"
+
     def __init__(self, delay: float = 0.0) -> None:
         self.cache = EmbeddingCache()
         self.delay = delay
@@ -53,6 +56,12 @@ class StubEngine:
             m = m | disk if lab == 1 else m & ~disk
         return m, 0.9
 
+    def predict_region(self, fp: FramePrompt):
+        from napari_sam2._region import RegionMask
+
+        m, iou = self.predict(fp)
+        return RegionMask.from_full(m), iou
+
     def propagate_sequence(self, frames, prompts, direction="both", start=None) -> Iterator[FrameResult]:
         n = len(frames)
         first = min(prompts) if start is None else start
@@ -67,10 +76,14 @@ class StubEngine:
             q = {o: Quality(-2.0 if i % 4 == 0 else 3.0, 0.8, i % 4 == 0, False) for o in base}
             yield FrameResult(i, {o: m.copy() for o, m in base.items()}, q)
 
-    def automatic(self, rgb, **kw) -> np.ndarray:
-        out = np.zeros(rgb.shape[:2], np.int32)
-        out[2:8, 2:8] = 1
-        out[10:14, 10:20] = 2
+    def automatic_records(self, rgb, **kw) -> list:
+        """Two masks; their scores pass thresholds up to 0.6 / 0.7 (above: an empty result)."""
+        out = []
+        for (y0, y1, x0, x1), iou, st in (((2, 8, 2, 8), 0.65, 0.75), ((10, 14, 10, 20), 0.6, 0.7)):
+            m = np.zeros(rgb.shape[:2], bool)
+            m[y0:y1, x0:x1] = True
+            if iou > kw.get("pred_iou_thresh", 0.0) and st >= kw.get("stability_score_thresh", 0.0):
+                out.append({"segmentation": m, "predicted_iou": iou, "stability_score": st, "area": int(m.sum())})
         return out
 
 
@@ -87,19 +100,41 @@ def demo_weights_available() -> bool:
     return demo_checkpoint_path().exists()
 
 
+MANIFEST = Path(__file__).resolve().parents[2] / "napari_sam2" / "napari.yaml"
+
+
+def ensure_plugin_registered() -> None:
+    """The npe2 manifest is found through the installed entry point; a tree that is not
+    pip-installed registers it by hand (as an installed package would be)."""
+    from npe2 import PluginManager, PluginManifest
+
+    pm = PluginManager.instance()
+    if "sam2-plugins" not in pm._manifests:  # noqa: SLF001 - npe2 has no public "is registered"
+        pm.register(PluginManifest.from_file(MANIFEST))
+
+
+def open_widget(viewer):
+    """The SAM 2 dock as napari makes it from the manifest (the viewer is injected)."""
+    ensure_plugin_registered()
+    _dock, widget = viewer.window.add_plugin_dock_widget("sam2-plugins", "SAM 2")
+    return widget
+
+
 @pytest.fixture
 def sam2_widget(make_napari_viewer, qtbot):
-    """A viewer (shown: GL needs a real window under Xvfb) with the SAM 2 widget docked."""
-    from napari_sam2._widget import SAM2Widget
+    """A viewer with the SAM 2 dock opened through the manifest. ``threaded=False`` runs the
+    controller's jobs inline (deterministic tests of the plumbing)."""
+    from napari_sam2._jobs import SyncRunner
 
     def factory(threaded: bool = False, show: bool = False):
         viewer = make_napari_viewer(show=show)
-        w = SAM2Widget(viewer, threaded=threaded)
-        viewer.window.add_dock_widget(w, area="right", name="SAM 2")
+        w = open_widget(viewer)
+        if not threaded:
+            w.controller.runner = SyncRunner()
         return viewer, w
     return factory
 
 
 def wait_idle(qtbot, w, timeout: int = 60000) -> None:
-    """Wait until the widget's worker is done."""
-    qtbot.waitUntil(lambda: w.worker is None, timeout=timeout)
+    """Wait until the controller's job is done."""
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=timeout)

@@ -1,6 +1,6 @@
 """End to end with the shipped demo model: two objects on a synthetic time-lapse,
-propagated both ways from the middle frame, scored against the known ground truth; and the
-screenshot of the docked widget with a propagated mask (tests/napari/artifacts/)."""
+propagated both ways from the middle frame, scored against the known ground truth (the
+screenshots are made in test_screenshots.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import requires_demo_tracking
 
-from tests.napari.conftest import ARTIFACTS, demo_weights_available, wait_idle
+from tests.napari.conftest import wait_idle
 
 pytestmark = pytest.mark.gui
 
@@ -45,9 +45,7 @@ def _interior_point(mask: np.ndarray):
 
 def _run_two_objects(w, viewer, frames, gt, qtbot):
     viewer.add_image(frames, name="clip", rgb=True)
-    assert w.ui.mode_combo.currentText() == "Z"
-    w.ui.mode_combo.setCurrentText("T")
-    w.ui.axis_combo.setCurrentText("T")
+    assert w.ui.mode_combo.currentText() == "T", "an RGB stack is taken for a video"
     w.ui.direction_combo.setCurrentText("both")
     mid = len(frames) // 2
     viewer.dims.set_current_step(0, mid)
@@ -72,10 +70,11 @@ def test_two_objects_both_ways_match_ground_truth(sam2_widget, qtbot):
     w.ui.model_combo.setCurrentText(DEMO_CHOICE)
     w.load_model()
     wait_idle(qtbot, w)
-    assert w.engine is not None, w.last_message
+    assert w.controller.engine is not None, w.last_message
     mid = _run_two_objects(w, viewer, frames, gt, qtbot)
-    out = w._outputs["instances"].data
-    assert w.last_propagation["frames"] == len(frames) and not w.last_propagation["cancelled"]
+    out = w.session.outputs["instances"]
+    st = w.controller.last_propagation
+    assert st.frames == len(frames) and st.state == "done"
     scores = []
     for oid in (1, 2):
         for t in range(len(frames)):
@@ -85,31 +84,6 @@ def test_two_objects_both_ways_match_ground_truth(sam2_widget, qtbot):
     floor = demo_jf_floor()
     print(f"demo model J&F on the synthetic clip: {jf:.3f} (floor: card J&F - {JF_MARGIN} = {floor:.3f})")
     assert jf > floor, f"J&F {jf:.3f} <= {floor:.3f} (the model card's J&F minus {JF_MARGIN})"
-
-
-def test_screenshot_with_propagated_mask(sam2_widget, qtbot):
-    """Writes tests/napari/artifacts/napari_widget.png: the viewer with the widget docked,
-    a propagated mask on a synthetic time-lapse (demo weights if shipped, else random)."""
-    from sam2_plugins.evaluation.synthetic import make_video
-
-    from napari_sam2._models import DEMO_CHOICE
-
-    frames, gt = make_video(8, 96, 128, num_objects=2, seed=11)
-    viewer, w = sam2_widget(threaded=True, show=True)
-    w.ui.model_combo.setCurrentText(DEMO_CHOICE)
-    w.load_model(checkpoint=None if demo_weights_available() else "random")
-    wait_idle(qtbot, w)
-    assert w.engine is not None, w.last_message
-    mid = _run_two_objects(w, viewer, frames, gt, qtbot)
-    viewer.dims.set_current_step(0, mid + 2)
-    viewer.window._qt_window.resize(1500, 950)
-    qtbot.wait(300)
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "napari_widget.png"
-    img = viewer.screenshot(path=str(path), canvas_only=False)
-    assert path.exists() and img.shape[0] > 500 and img.shape[1] > 900
-    assert img[..., :3].std() > 10, "the screenshot is blank"
-    assert w.ui.plot.n_points == len(frames)
 
 
 def test_jf_floor_follows_the_model_card(monkeypatch, tmp_path):
@@ -141,8 +115,12 @@ def test_tracking_mode_chosen_in_the_propagation_section(sam2_widget, qtbot):
     w.load_model()
     wait_idle(qtbot, w)
     w.ui.memory_combo.setCurrentText("samurai")
+    assert w.controller.memory_mode == "samurai"
     _run_two_objects(w, viewer, frames, gt, qtbot)
-    assert w.engine._video.policy.name == "samurai"
-    out = w._outputs["instances"].data
-    assert w.last_propagation["frames"] == len(frames)
+    assert w.controller.engine._video_predictor().policy.name == "samurai"
+    out = w.session.outputs["instances"]
+    st = w.controller.last_propagation
+    assert st.frames == len(frames) and st.state == "done"
     assert all((out[t] == 1).any() for t in range(len(frames)))
+    with pytest.raises(ValueError, match="samurai"):  # a script setting a bad name learns the valid ones
+        w.controller.memory_mode = "kalman"

@@ -38,7 +38,7 @@ def test_package_import_is_light():
 
 
 def test_sample_data_shapes_and_ground_truth():
-    from napari_sam2 import _sample_data as sd
+    from napari_sam2 import sample_data as sd
 
     (img, meta, kind), (gt, _, gkind) = sd.synthetic_timelapse()
     assert kind == "image" and gkind == "labels" and meta["rgb"]
@@ -51,6 +51,9 @@ def test_sample_data_shapes_and_ground_truth():
     assert img.dtype == np.uint16 and img.ndim == 3 and img.max() > 1000 and gt.max() >= 8
     inside, outside = img[gt > 0].mean(), img[gt == 0].mean()
     assert inside > 2 * outside
+    img, gt = sd.make_nuclei_2d(512, 40, seed=2)  # the large sample's generator, smaller
+    sizes = np.bincount(gt.ravel())[1:]
+    assert img.shape == (512, 512, 3) and gt.max() == 40 and sizes.min() >= 0.75 * 36 and sizes.max() <= 1.25 * 400
 
 
 def test_sample_data_opens_through_npe2():
@@ -62,7 +65,7 @@ def test_sample_data_opens_through_npe2():
     pm = PluginManager()
     pm.register(PluginManifest.from_file(MANIFEST))
     samples = {s.key: s for s in dict(pm.iter_sample_data())["sam2-plugins"]}
-    assert set(samples) == {"timelapse", "tzyx", "nuclei3d"}
+    assert set(samples) == {"timelapse", "tzyx", "nuclei3d", "nuclei_large"}
     cmd = {c.id: c for c in pm.get_manifest("sam2-plugins").contributions.commands}[samples["tzyx"].command]
     mod, attr = cmd.python_name.split(":")
     viewer = ViewerModel()
@@ -87,3 +90,14 @@ def test_installed_entry_point_is_discovered_by_npe2():
     m = pm.get_manifest("sam2-plugins")
     assert m.package_metadata is None or m.package_metadata.name == "sam2-plugins"
     assert {c.id for c in m.contributions.commands} >= {"sam2-plugins.widget"}
+
+
+def test_benchmarks_use_only_public_plugin_modules():
+    """benchmarks/ drives the plugin through its public doors (the manifest, the controller,
+    sample data), never its private modules."""
+    import re
+
+    root = MANIFEST.parents[1] / "benchmarks"
+    bad = [f"{p.name}: {m}" for p in root.glob("*.py")
+           for m in re.findall(r"napari_sam2\._\w+", p.read_text())]
+    assert not bad, bad
