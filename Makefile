@@ -38,7 +38,7 @@ setup-test: $(PIN) apt-test
 	$(PIP) install -c $(PIN) --no-deps vos-benchmark pycocotools
 	# SAMURAI's reference code (a sam2 fork with samurai_mode, Apache-2.0) for its parity test:
 	# its package is also called "sam2", so it is unpacked into .ref/, not installed.
-	@test -d .ref/absolutely_not_samurai-1.0.0 || ( $(PIP) download --no-deps --no-binary :all: -d .ref \
+	@test -d .ref/absolutely_not_samurai-1.0.0 || ( $(PIP) download --no-deps --no-build-isolation --no-binary :all: -d .ref \
 	  "absolutely-not-samurai==1.0.0" && tar -xzf .ref/absolutely_not_samurai-1.0.0.tar.gz -C .ref )
 
 # System packages the GUI / video tests need (Xvfb for napari's OpenGL, ffprobe for FiftyOne,

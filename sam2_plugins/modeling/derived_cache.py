@@ -6,6 +6,8 @@ pure functions of small parameters and are needed on every forward pass, so they
 
 * an ordinary tensor: by its storage pointer and version counter (any in-place write, such as an
   optimizer step or ``load_state_dict``, bumps the counter) - no device synchronisation;
+* while gradients flow to the tensors (training), nothing is cached: the value must carry its
+  own graph;
 * an *inference tensor* (a model built under ``torch.inference_mode()``): such tensors have no
   version counter, so a copy of the tensor is kept and compared by value. The parameters in
   question are a few thousand numbers, so the comparison costs microseconds (one host sync on
@@ -38,7 +40,11 @@ class DerivedCache:
 
     def get(self, tensors: Sequence[torch.Tensor], key: Hashable, compute: Callable[[], Any]) -> Any:
         """The value for ``(tensors, key)``: the cached one while neither changed, else ``compute()``."""
-        full_key = (key,) + tuple(_stamp(t) for t in tensors)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return compute()  # training: the value must carry its own graph to the parameters
+        # a value made under inference_mode cannot enter autograd later (training after a
+        # validation pass): each mode has its own entry
+        full_key = (key, torch.is_inference_mode_enabled()) + tuple(_stamp(t) for t in tensors)
         entry = self._entry
         if entry is not None and entry[0] == full_key and all(
                 snap is None or torch.equal(snap, t) for snap, t in zip(entry[2], tensors)):

@@ -99,7 +99,8 @@ _SINE_CACHE: "OrderedDict[Tuple[Any, ...], Tensor]" = OrderedDict()
 def _pointer_sine(t_diffs: Tuple[int, ...], t_diff_max: int, dim: int, device: torch.device) -> Tensor:
     """``(n, dim)`` sine codes of ``t / t_diff_max``, cached: the same distances recur on every
     frame, and building them from Python numbers on a GPU would copy host to device each time."""
-    key = (t_diffs, t_diff_max, dim, device)
+    # inference_mode in the key: its tensors cannot enter autograd later (training after validation)
+    key = (t_diffs, t_diff_max, dim, device, torch.is_inference_mode_enabled())
     hit = _SINE_CACHE.get(key)
     if hit is None:
         rel = host_to_device(t_diffs, torch.float32, device) / t_diff_max

@@ -45,7 +45,7 @@ class PositionEmbeddingSine(nn.Module):
         self.temperature = temperature
         self.normalize = normalize
         self.scale = 2 * math.pi if scale is None else scale
-        self._cache: Dict[Tuple[int, int, str], torch.Tensor] = {}
+        self._cache: Dict[Tuple[int, int, str, bool], torch.Tensor] = {}
 
     def _axis(self, n: int, device: torch.device) -> torch.Tensor:
         """Encoding of positions 1..n along one axis: (n, num_pos_feats // 2 * 2) float32."""
@@ -60,7 +60,9 @@ class PositionEmbeddingSine(nn.Module):
 
     def encode_grid(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         """The encoding of an ``h x w`` grid: (2 * num_pos_feats, h, w) float32 (cached)."""
-        key = (h, w, str(device))
+        # a tensor made under inference_mode cannot enter autograd later (training after a
+        # validation pass), so each mode keeps its own copy
+        key = (h, w, str(device), torch.is_inference_mode_enabled())
         pe = self._cache.get(key)
         if pe is None:
             c = self.num_pos_feats

@@ -48,6 +48,7 @@ def test_segment_counts_empty_masks_and_warns(media_dir, blind_checkpoint, caplo
             prompt_field="boxes",
             label_field="blind",
             checkpoint="path",
+            model="sam2.1_hiera_nano",
             checkpoint_path=blind_checkpoint,
             device="cpu",
         )
@@ -67,6 +68,7 @@ def test_auto_label_counts_images_without_masks(media_dir, blind_checkpoint, cap
             ds.view(),
             label_field="auto",
             checkpoint="path",
+            model="sam2.1_hiera_nano",
             checkpoint_path=blind_checkpoint,
             device="cpu",
             points_per_side=4,
@@ -88,6 +90,7 @@ def test_track_reports_objects_lost_on_their_prompt_frame(media_dir, blind_check
             prompt_field="frames.prompts",
             label_field="frames.blind",
             checkpoint="path",
+            model="sam2.1_hiera_nano",
             checkpoint_path=blind_checkpoint,
             device="cpu",
             direction="both",

@@ -222,3 +222,18 @@ def test_lora_merge_in_place_keeps_outputs_and_official_keys():
     torch.testing.assert_close(adapted, merged, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="no nn.Linear"):
         add_lora(model, targets=("nothing*",))
+
+
+def test_training_after_validation_in_one_process():
+    """Lightning validates under ``torch.inference_mode`` (the sanity check, the CLI's baseline)
+    and then trains: nothing computed while validating may be reused in training (an inference
+    tensor cannot be saved for backward)."""
+    dm = SAM2DataModule(train_sources=[synthetic_spec(3)], batch_size=2, train_batches=2,
+                        val_sources=[synthetic_spec(3, length=2, seed=10 ** 6)], val_batch_size=2, val_batches=1)
+    module = SAM2FineTuner(lr=1e-3, vision_lr=1e-3,
+                           prompts={"prob_points": 1.0, "max_init_cond_frames": 1, "num_correction_clicks": 1})
+    trainer = pl.Trainer(max_steps=2, **trainer_kwargs(num_sanity_val_steps=1, inference_mode=True))
+    trainer.validate(module, datamodule=dm, verbose=False)
+    trainer.fit(module, datamodule=dm)
+    assert trainer.global_step == 2
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])

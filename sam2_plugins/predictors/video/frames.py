@@ -48,19 +48,20 @@ def resize_frame(frame: np.ndarray, image_size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(chans, 0)).float()
 
 
-_LUT_CACHE: Dict[torch.device, torch.Tensor] = {}
+_LUT_CACHE: Dict[Tuple[torch.device, bool], torch.Tensor] = {}
 
 
 def _uint8_lut(device: torch.device) -> torch.Tensor:
     """(3, 256) float32: normalised value of each uint8 level per channel, computed with
     upstream's operations (float64 /255, cast to float32, then float32 - mean, / std)."""
-    lut = _LUT_CACHE.get(device)
+    key = (device, torch.is_inference_mode_enabled())  # an inference tensor cannot enter autograd later
+    lut = _LUT_CACHE.get(key)
     if lut is None:
         levels = torch.from_numpy(np.arange(256) / 255.0).float()
         mean = torch.tensor(IMG_MEAN, dtype=torch.float32)[:, None]
         std = torch.tensor(IMG_STD, dtype=torch.float32)[:, None]
         lut = ((levels[None].repeat(3, 1) - mean) / std).to(device)
-        _LUT_CACHE[device] = lut
+        _LUT_CACHE[key] = lut
     return lut
 
 

@@ -207,7 +207,9 @@ def _badness(q: FrameQuality) -> Tuple[float, str]:
     if q.prompted:
         return 0.0, "prompted"
     if q.lost:
-        return 3.0, "lost"
+        return 3.0, "lost at a shot cut" if q.cut else "lost"
+    if q.cut and not q.refound:
+        return 2.8, "shot cut"
     if q.reappeared:
         return 2.5, "reappeared"
     if q.visible:
@@ -222,10 +224,11 @@ def suggest_correction_frames(records: Iterable[FrameQuality], k: int = 5, min_g
                               ) -> List[Tuple[int, Any, float, str]]:
     """Frames most worth a correction click.
 
-    Frames are ranked by a badness score: "lost" events first, then "reappeared", then
-    low-confidence frames (low predicted IoU or a visibility score close to 0). Frames within
-    ``min_gap`` frames of an already chosen frame of the same object are skipped, so the
-    suggestions spread over the video.
+    Frames are ranked by a badness score: "lost" events first (also an object visible before a
+    shot cut and not confidently found after it), then shot cuts, then "reappeared" (also
+    "re-found" after a cut), then low-confidence frames (low predicted IoU or a visibility score
+    close to 0). Frames within ``min_gap`` frames of an already chosen frame of the same object
+    are skipped, so the suggestions spread over the video.
 
     Args:
         records: :class:`FrameQuality` records (e.g. ``QualityTracker.all()``).

@@ -148,7 +148,7 @@ class TrackingStep:
     def _index(self, rows: Sequence[int], device: torch.device) -> torch.Tensor:
         """A cached index tensor: building it from Python numbers would copy host to device on
         every frame."""
-        key = (tuple(rows), device)
+        key = (tuple(rows), device, torch.is_inference_mode_enabled())  # see memory_tokens._pointer_sine
         idx = self._index_cache.get(key)
         if idx is None:
             idx = self._index_cache[key] = host_to_device(list(rows), torch.long, device)
