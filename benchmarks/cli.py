@@ -80,7 +80,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_plots(args.report_dir, run)
     if not args.quiet:
         print(" ".join(f"{k}={out[k]:.4f}" if out[k] is not None else f"{k}=nan" for k in EVAL_KEYS))
-        print(f"{res['n_objects']} objects, {len(res['sequences'])} sequences, {meta['seconds']:.2f} s -> {args.output}")
+        print(f"{res['n_objects']} objects, {len(res['sequences'])} sequences, {meta['seconds']:.2f} s -> "
+              f"{args.output}")
     return 0
 
 
@@ -111,7 +112,8 @@ def _dispatch(module_names: Sequence[str]) -> Callable[[argparse.Namespace], int
                 raise
             rc = mod.main(list(args.rest))
             return int(rc or 0)
-        print(f"error: {' or '.join(errors)} is not available in this checkout (written by another part of the project)", file=sys.stderr)
+        print(f"error: {' or '.join(errors)} is not available in this checkout (written by another part of the "
+              "project)", file=sys.stderr)
         return 2
 
     return run
@@ -174,7 +176,8 @@ def _add_model_args(p: argparse.ArgumentParser, default_ckpt: Optional[str] = No
 
 
 def _add_video_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="synthetic", help="'synthetic', 'davis' (../shared/data/davis2016-val) or a root folder")
+    p.add_argument("--dataset", default="synthetic",
+                   help="'synthetic', 'davis' (../shared/data/davis2016-val) or a root folder")
     p.add_argument("--layout", default="auto", choices=["auto", "davis", "vos", "sav", "youtube", "mose", "lvos"],
                    help="davis: Annotations/480p; vos: JPEGImages/<seq> + sparse Annotations/<seq>; "
                         "sav: JPEGImages_24fps + Annotations_6fps/<video>/<obj:03d> (vos only: per-object PNGs, "
@@ -207,7 +210,8 @@ def _add_evaluate(sub: Any) -> None:
                    help="davis: <seq>/*.png label maps; sav: <video>/<obj:03d>/*.png binary masks (SA-V rules)")
     p.add_argument("--binary-gt", action="store_true", help="DAVIS-2016 'L' 0/255 masks: one object, 255 is not void")
     p.add_argument("--lifetime", default="davis", choices=["davis", "first_appearance"],
-                   help="object rule: DAVIS (objects of frame 0, every frame) or SA-V/YouTube-VOS (from first appearance)")
+                   help="object rule: DAVIS (objects of frame 0, every frame) or SA-V/YouTube-VOS (from first "
+                       "appearance)")
     p.add_argument("--all-frames", action="store_true", help="also score the first and last frames")
     p.add_argument("--fixed-decay", action="store_true", help="do not reproduce the reference's uint8 Decay bins")
     p.add_argument("--per-frame", action="store_true", help="also write per-frame J and F")
@@ -243,9 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=at_least(0), default=0,
                    help="untimed warm-up on the first N frames of the first video")
     p.add_argument("--memory-mode", default="sam2",
-                   help="tracking mode(s), comma-separated: sam2, samurai, distractor, long (several: compared side by side)")
+                   help="tracking mode(s), comma-separated: sam2, samurai, distractor, long (several: compared side "
+                       "by side)")
     hard = p.add_argument_group("--dataset hard (benchmarks.hard)")
-    hard.add_argument("--videos-per-category", type=at_least(1), default=10, help="hard videos per category (6 categories)")
+    hard.add_argument("--videos-per-category", type=at_least(1), default=10,
+                      help="hard videos per category (6 categories)")
     hard.add_argument("--categories", default=None, help="comma-separated subset of the hard categories")
     hard.add_argument("--ordinary-clips", type=at_least(0), default=128,
                       help="ordinary held-out synthetic clips tracked beside the hard videos")
@@ -255,12 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_vos)
 
     p = sub.add_parser("interactive-image", help="click-based image segmentation: mIoU@k, NoC")
-    p.add_argument("--dataset", default="synthetic", help="'synthetic', 'shared', a .npz, a .tif (+--masks), COCO .json (+--images), or an image folder (+--masks)")
+    p.add_argument("--dataset", default="synthetic",
+                   help="'synthetic', 'shared', a .npz, a .tif (+--masks), COCO .json (+--images), or an image folder "
+                       "(+--masks)")
     p.add_argument("--masks", default=None)
     p.add_argument("--images", default=None)
-    p.add_argument("--max-clicks", type=at_least(1), default=20, help="clicks per instance; NoC is capped at it (RITM: 20)")
+    p.add_argument("--max-clicks", type=at_least(1), default=20,
+                   help="clicks per instance; NoC is capped at it (RITM: 20)")
     p.add_argument("--max-instances", type=at_least(1), default=None, help="at most this many instances per dataset")
-    p.add_argument("--max-instances-per-image", type=at_least(1), default=None, help="at most this many instances per image")
+    p.add_argument("--max-instances-per-image", type=at_least(1), default=None,
+                   help="at most this many instances per image")
     p.add_argument("--oracle", action="store_true",
                    help="first click: the best of the 3 masks against the GT (SAM's oracle)")
     p.add_argument("--no-mask-input", action="store_true",
@@ -325,8 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", default=None)
     p.add_argument("--max-sequences", type=at_least(1), default=3)
     p.add_argument("--max-frames", type=at_least(1), default=24)
-    p.add_argument("--max-clicks", type=at_least(1), default=20, help="clicks per instance (interactive image; RITM's NoC cap)")
-    p.add_argument("--max-instances-per-image", type=at_least(1), default=4, help="instances per image (interactive image)")
+    p.add_argument("--max-clicks", type=at_least(1), default=20,
+                   help="clicks per instance (interactive image; RITM's NoC cap)")
+    p.add_argument("--max-instances-per-image", type=at_least(1), default=4,
+                   help="instances per image (interactive image)")
     p.add_argument("--max-instances", type=at_least(1), default=None, help="instances per dataset (interactive image)")
     p.add_argument("--interactive-sequences", type=at_least(0), default=2,
                    help="synthetic sequences for the interactive video protocols (0: skip them)")

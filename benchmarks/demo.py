@@ -192,7 +192,8 @@ def _markdown(s: Dict[str, Any]) -> str:
         if isinstance(sec, dict):
             for k, v in sec.items():
                 if isinstance(v, dict):
-                    lines.append(f"- {k}: " + ", ".join(f"{a} {b:.3f}" if isinstance(b, float) else f"{a} {b}" for a, b in v.items()))
+                    vals = (f"{a} {b:.3f}" if isinstance(b, float) else f"{a} {b}" for a, b in v.items())
+                    lines.append(f"- {k}: " + ", ".join(vals))
                 elif isinstance(v, float):
                     lines.append(f"- {k}: {v:.3f}")
                 else:

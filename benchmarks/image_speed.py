@@ -120,7 +120,7 @@ def run(model: str = "sam2.1_hiera_tiny", image_size: int = 1024, iters: int = 2
         entry: Dict[str, Any] = {}
         # set_image, alternating ours / upstream so background load hits both alike
         set_times: Dict[str, List[float]] = {"ours": []}
-        fns: Dict[str, Callable[[], object]] = {"ours": lambda: ours.set_image(image)}
+        fns: Dict[str, Callable[[], object]] = {"ours": lambda ours=ours: ours.set_image(image)}
         if theirs is not None:
             set_times["upstream"] = []
 
@@ -144,7 +144,8 @@ def run(model: str = "sam2.1_hiera_tiny", image_size: int = 1024, iters: int = 2
         for multi in (True, False):
             key = "multimask" if multi else "single"
             cpu: List[float] = []
-            t = _median_ms(lambda: ours.predict(**click, multimask_output=multi), iters, 3, dev, cpu)
+            t = _median_ms(lambda ours=ours, multi=multi: ours.predict(**click, multimask_output=multi), iters, 3,
+                           dev, cpu)
             entry[f"predict_{key}_ours_ms"] = t
             entry[f"predict_{key}_ours_median_ms"] = statistics.median(t)
             entry[f"predict_{key}_ours_cpu_median_ms"] = statistics.median(cpu)
@@ -172,7 +173,8 @@ def _print(r: Dict[str, Any]) -> None:
                      f"  ratio ours/upstream {e['set_image_ratio_ours_over_upstream']:.3f}")
         print(line)
         for key in ("multimask", "single"):
-            line = (f"  {mode:14s} click->mask ({key}, {r['image_size']}²) ours {e[f'predict_{key}_ours_median_ms']:7.1f} ms"
+            line = (f"  {mode:14s} click->mask ({key}, {r['image_size']}²) ours "
+                    f"{e[f'predict_{key}_ours_median_ms']:7.1f} ms"
                     f" (process CPU {e[f'predict_{key}_ours_cpu_median_ms']:.1f} ms)")
             if f"predict_{key}_upstream_median_ms" in e:
                 line += (f"  upstream {e[f'predict_{key}_upstream_median_ms']:7.1f} ms"

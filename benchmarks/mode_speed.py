@@ -3,8 +3,9 @@
 One process, one model, one clip; the modes run in turns (round-robin, ``--rounds`` times) so a
 busy machine slows them alike, and the report gives each mode's median seconds per tracked frame
 and its ratio to ``sam2``, in wall time and in this process's CPU time (the CPU time is what a
-mode costs; on a shared machine the wall time also counts waiting for the CPU). Defaults: ``sam2.1_hiera_tiny`` with random weights (the figures are
-about cost, not quality), 1024² input, 3 objects, a 12-frame synthetic clip, CPU.
+mode costs; on a shared machine the wall time also counts waiting for the CPU). Defaults:
+``sam2.1_hiera_tiny`` with random weights (the figures are about cost, not quality), 1024² input,
+3 objects, a 12-frame synthetic clip, CPU.
 """
 
 from __future__ import annotations

@@ -156,9 +156,8 @@ def lazy_nuclei(size: int, chunk: int = 1024, seed: int = 0) -> Any:
 
 def memory_child(size: int, tile: int, overlap: int, run_automatic: bool, pps: int) -> Dict[str, Any]:
     """Runs in its own process (peak memory is per process)."""
-    from sam2_plugins import build_sam2
-
     from napari_sam2.controller import AutoParams
+    from sam2_plugins import build_sam2
 
     model = build_sam2("sam2.1_hiera_nano", checkpoint="demo", device="cpu")
     ctl = _controller(model, True, tile, overlap)
@@ -219,9 +218,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps(memory_child(args.memory_child, args.tile, args.overlap, args.memory_automatic,
                                       args.points_per_side)))
         return 0
-    from sam2_plugins import build_sam2
-
     from napari_sam2.sample_data import make_nuclei_2d
+    from sam2_plugins import build_sam2
 
     skip = set(filter(None, args.skip.split(",")))
     model = build_sam2("sam2.1_hiera_nano", checkpoint="demo", device="cpu")

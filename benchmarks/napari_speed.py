@@ -227,7 +227,7 @@ def wait_idle(controller: Any, timeout_s: float = 600.0) -> None:
     t0 = time.perf_counter()
     while controller.busy:
         loop = QEventLoop()
-        controller.events.busy.connect(lambda b: loop.quit())
+        controller.events.busy.connect(lambda b, loop=loop: loop.quit())
         QTimer.singleShot(200, loop.quit)
         loop.exec()
         if time.perf_counter() - t0 > timeout_s:
@@ -247,6 +247,7 @@ def _clicks(gt0: np.ndarray) -> Dict[int, Any]:
 def core_alone(model: Any, frames: np.ndarray, clicks: Dict[int, Any]) -> float:
     """Seconds of the core video predictor alone (no plugin code on the path)."""
     import torch
+
     from sam2_plugins import SAM2VideoPredictor
 
     vars(model).pop("forward_image", None)  # the plugin's embedding cache wraps this method

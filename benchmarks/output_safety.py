@@ -66,7 +66,7 @@ def _inputs(args: argparse.Namespace) -> Dict[str, Optional[Path]]:
     if shared.is_dir():
         found["shared data folder"] = shared
     # runs listed for ``report`` are inputs too
-    for i, r in enumerate(getattr(args, "runs", None) or []):
+    for r in getattr(args, "runs", None) or []:
         if Path(str(r)).exists():
             found[f"run {r}"] = Path(str(r))
     return found

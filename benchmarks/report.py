@@ -148,7 +148,8 @@ def write_markdown(path: PathLike, run: Dict[str, Any]) -> Path:
             lines.append(f"| {k} | {_fmt(v)} |")
     per_seq = res.get("per_sequence")
     if isinstance(per_seq, dict) and per_seq:
-        cols = sorted({c for v in per_seq.values() if isinstance(v, dict) for c in v if not isinstance(v[c], (list, dict))})
+        cols = sorted({c for v in per_seq.values() if isinstance(v, dict)
+                       for c in v if not isinstance(v[c], (list, dict))})
         lines += ["", "## Per sequence", "", "| sequence | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for s, v in per_seq.items():
             lines.append(f"| {s} | " + " | ".join(_fmt(v.get(c)) for c in cols) + " |")
@@ -285,7 +286,8 @@ def render_html(runs: Sequence[PathLike], output: PathLike) -> Path:
     head = "".join(f"<th>{html.escape(p.parent.name)}<br><small>{html.escape(str(d.get('kind')))} · "
                    f"{html.escape(str(d.get('model')))}</small></th>" for p, d in loaded)
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{html.escape(_fmt(d.get('results', {}).get(k)))}</td>" for _, d in loaded) + "</tr>"
+        f"<tr><td>{html.escape(k)}</td>"
+        + "".join(f"<td>{html.escape(_fmt(d.get('results', {}).get(k)))}</td>" for _, d in loaded) + "</tr>"
         for k in keys
     )
     out = Path(output)
@@ -297,7 +299,9 @@ def render_html(runs: Sequence[PathLike], output: PathLike) -> Path:
                 src = png.resolve().relative_to(out.parent.resolve())
             except ValueError:
                 src = png.resolve()
-            imgs += f"<figure><img src='{html.escape(str(src))}' width='380'><figcaption>{html.escape(p.parent.name)}/{html.escape(png.name)}</figcaption></figure>"
+            caption = f"{html.escape(p.parent.name)}/{html.escape(png.name)}"
+            imgs += (f"<figure><img src='{html.escape(str(src))}' width='380'>"
+                     f"<figcaption>{caption}</figcaption></figure>")
     page = (
         "<!doctype html><meta charset='utf-8'><title>sam2-plugins benchmarks</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"

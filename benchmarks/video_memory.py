@@ -61,8 +61,9 @@ def _peak_rss_mb() -> float:
 
 def child_ours(model_name: str, frames: int, objects: int, h: int, w: int, device: str,
                image_size: Optional[int]) -> Dict[str, Any]:
-    import torch
     from dataclasses import replace
+
+    import torch
 
     from sam2_plugins.configs import get_config
     from sam2_plugins.modeling.sam2 import SAM2Model

@@ -11,8 +11,20 @@ Make FiftyOne find the plugin after ``pip install 'sam2-plugins[fiftyone]'``::
 
 from __future__ import annotations
 
-from .api import (AMG_OPTIONS, FieldExistsError, ModelSpec, auto_label, clear_cache, evaluate,
-                  runs, segment, shard, status_field_for, track, worst_samples)
+from .api import (
+    AMG_OPTIONS,
+    FieldExistsError,
+    ModelSpec,
+    auto_label,
+    clear_cache,
+    evaluate,
+    runs,
+    segment,
+    shard,
+    status_field_for,
+    track,
+    worst_samples,
+)
 
 __all__ = ["segment", "auto_label", "track", "evaluate", "worst_samples", "shard", "runs",
            "status_field_for", "ModelSpec", "FieldExistsError", "AMG_OPTIONS", "clear_cache",

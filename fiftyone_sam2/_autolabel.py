@@ -14,12 +14,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _resume
-from ._distributed import run_sharded, wants_workers
 from ._convert import instance_id_map, mask_to_detection
+from ._distributed import run_sharded, wants_workers
 from ._fields import require_media
 from ._media import load_image
-from ._summary import count_auto_label
 from ._models import DEFAULT_MODEL, ModelSpec, load_model
+from ._summary import count_auto_label
 
 #: Generator options the plugin exposes (upstream names); others keep the core's defaults.
 AMG_OPTIONS = ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",

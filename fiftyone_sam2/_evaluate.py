@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._convert import detection_to_mask
-from ._fields import (check_output_name, declare_field, field_exists, require_label_field,
-                      require_media, split_field)
+from ._fields import check_output_name, declare_field, field_exists, require_label_field, require_media, split_field
 from ._lock import dataset_lock_name, db_lock
 
 EVALS_KEY = "sam2_evals"
@@ -232,7 +231,8 @@ def evaluate(
         if progress is not None:
             progress((i + 1) / max(1, total), f"{i + 1}/{total} samples")
     summary: dict[str, Any] = {"method": method, "pred_field": pred_field, "gt_field": gt_field,
-                               "samples": total, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+                               "samples": total,
+                                   "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if method == "jf":
         glob = summarize(sequences) if sequences else {}
         summary.update({"objects": glob.get("n_objects", 0), "J": glob.get("J-Mean"),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._fields import field_exists, label_fields
 from sam2_plugins.default_model import DEFAULT_MODEL as OPERATOR_DEFAULT_MODEL
 from sam2_plugins.default_model import DEMO_LABEL, DEMO_MODEL
 
+from ._fields import field_exists, label_fields
 from ._models import ModelSpec, model_names
 
 # The operators' defaults follow the rule of ``sam2_plugins.default_model``: official

@@ -62,7 +62,8 @@ def check_spec(spec: ModelSpec) -> None:
     ck = spec.checkpoint
     if ck is not None:
         if not isinstance(ck, str):
-            raise TypeError(f"expected checkpoint 'demo', 'download', a file path or None, received {type(ck).__name__}")
+            raise TypeError("expected checkpoint 'demo', 'download', a file path or None, received "
+                            f"{type(ck).__name__}")
         if ck not in ("demo", "download") and not Path(ck).expanduser().is_file():
             raise ValueError(f"unknown checkpoint {ck!r}: expected 'demo', 'download' or the path of "
                              "an existing checkpoint file")
@@ -88,9 +89,9 @@ def load_model(spec: ModelSpec) -> Any:
             if spec.checkpoint == "download":
                 # Workers started together would otherwise download the same official file
                 # into the same cache path at once; one downloads, the others then find it.
-                from ._lock import db_lock
-
                 from sam2_plugins.default_model import fetch_default
+
+                from ._lock import db_lock
 
                 with db_lock(f"checkpoint:{spec.name}", timeout_s=3600.0):
                     # offline: a message that says so and offers the demo weights

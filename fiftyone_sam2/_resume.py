@@ -27,7 +27,8 @@ import datetime as _dt
 import logging
 import os
 import traceback
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Callable, Mapping, Sequence
 
 from ._fields import check_output_name, declare_field, field_exists, split_field

@@ -14,12 +14,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _resume
-from ._distributed import run_sharded, wants_workers
 from ._convert import box_to_xyxy, keypoint_to_points, mask_to_detection
+from ._distributed import run_sharded, wants_workers
 from ._fields import require_label_field, require_media, split_field
 from ._media import load_image
-from ._summary import count_masks
 from ._models import DEFAULT_MODEL, ModelSpec, load_model
+from ._summary import count_masks
 
 
 @dataclass

@@ -31,8 +31,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import _resume
-from ._distributed import run_sharded, wants_workers
 from ._convert import box_to_xyxy, detection_to_mask, keypoint_to_points, mask_to_box_and_crop
+from ._distributed import run_sharded, wants_workers
 from ._fields import require_label_field, require_media, split_field
 from ._media import video_frame_count
 from ._models import DEFAULT_MODEL, ModelSpec, load_model

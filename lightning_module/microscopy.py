@@ -24,8 +24,16 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .readers import (array_kind, describe_unpaired, labels_to_ids, pair_files, peek_shape,
-                      read_array, stack_to_rgb_uint8, to_rgb_uint8)
+from .readers import (
+    array_kind,
+    describe_unpaired,
+    labels_to_ids,
+    pair_files,
+    peek_shape,
+    read_array,
+    stack_to_rgb_uint8,
+    to_rgb_uint8,
+)
 from .sources import RawClip
 
 __all__ = ["ImageFolderSource", "StackSource"]

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from .export import export_checkpoint
-from .losses import LossWeights, SAM2Loss
 from .lora import DEFAULT_LORA_TARGETS, add_lora, is_lora_param
+from .losses import LossWeights, SAM2Loss
 from .metrics import JandF, MaskIoU, best_candidate
 from .optim import CosineSchedule, GroupSchedule, freeze_prefixes, param_groups
 from .prompts import PromptConfig, plan_prompts, sample_center_points

@@ -21,7 +21,8 @@ from ._confidence import seq_id
 from ._events import Progress, PropagationStatus
 from ._history import Step
 from ._jobs import Job
-from ._models import DefaultModelUnavailable, load_model as build, resolve_choice
+from ._models import DefaultModelUnavailable, resolve_choice
+from ._models import load_model as build
 from ._prompts import FramePrompt, PromptSet
 from ._propagation import PropagationEvent, plan_jobs, run_propagation
 from ._region import RegionMask

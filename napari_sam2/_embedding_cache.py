@@ -196,7 +196,7 @@ def install_forward_cache(model: torch.nn.Module, cache: EmbeddingCache, model_k
         return out
 
     forward_image.__wrapped__ = original  # type: ignore[attr-defined]
-    setattr(model, "forward_image", forward_image)
+    model.forward_image = forward_image
     setattr(model, _ATTR, cache)
 
 

@@ -27,17 +27,17 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from . import _ctl_run
 from ._automatic import AutoParams, AutoResult
-from ._events import ControllerEvents, Progress, PropagationStatus
 from ._axes import MAX_PIXELS, AxisSpec, Limits, default_mode
 from ._embedding_cache import EmbeddingCache, default_cache_dir, install_forward_cache
+from ._events import ControllerEvents, Progress, PropagationStatus
 from ._history import PlaneEdit, Step, apply_step, clear_object, write_mask, write_region
 from ._jobs import Job, Runner, SyncRunner
 from ._prompts import FramePrompt, changed_prompts, masks_from_labels
 from ._region import RegionMask
 from ._session import ImageSource, Key, Session
 from ._tiles import TileSettings, predict_tiled, prompt_extent
-from . import _ctl_run
 
 __all__ = ["SAM2Controller", "ControllerEvents", "Progress", "PropagationStatus", "AutoParams", "AutoResult",
            "TileSettings", "ImageSource", "Session", "FramePrompt", "RegionMask"]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .base import WorkerSpec, make_executor, worker_stats
-from .images import AMG_DEFAULTS, AutoLabeler, IMAGE_SUFFIXES, list_images
+from .images import AMG_DEFAULTS, IMAGE_SUFFIXES, AutoLabeler, list_images
 
 __all__ = ["label_folder", "MANIFEST", "SUMMARY", "output_path"]
 

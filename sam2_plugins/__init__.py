@@ -37,17 +37,20 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import (build_sam2, build_sam2_hf, build_sam2_video_predictor, build_sam2_video_predictor_hf,
-                        load_checkpoint)
+    from .build import (
+        build_sam2,
+        build_sam2_hf,
+        build_sam2_video_predictor,
+        build_sam2_video_predictor_hf,
+        load_checkpoint,
+    )
     from .checkpoints import CheckpointError
     from .configs import SAM2Config, get_config, list_models
     from .device import pick_device
-    from .modeling.sam2 import SAM2Model
-    from .predictors.image import SAM2AutomaticMaskGenerator
-    from .predictors.image import SAM2ImagePredictor
-    from .predictors.video import SAM2VideoPredictor
-    from .predictors.video import VideoSession
     from .io import open_frames
+    from .modeling.sam2 import SAM2Model
+    from .predictors.image import SAM2AutomaticMaskGenerator, SAM2ImagePredictor
+    from .predictors.video import SAM2VideoPredictor, VideoSession
 
 
 def __getattr__(name: str) -> Any:

@@ -14,8 +14,7 @@ import torch
 from .checkpoints import CheckpointError, PathLike, ProgressFn, load_state_dict_file, resolve_checkpoint
 from .configs import MODEL_CONFIGS, SAM2Config, get_config
 from .device import DeviceLike, pick_device
-from .upstream_compat import (HF_MODEL_IDS, POSTPROCESSING_OVERRIDES, VIDEO_POSTPROCESSING_OVERRIDES,
-                              apply_overrides)
+from .upstream_compat import HF_MODEL_IDS, POSTPROCESSING_OVERRIDES, VIDEO_POSTPROCESSING_OVERRIDES, apply_overrides
 
 if TYPE_CHECKING:  # pragma: no cover
     from .modeling.sam2 import SAM2Model

@@ -23,9 +23,9 @@ import pickle
 import re
 import sys
 import time
-import warnings
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +127,7 @@ def cache_dir() -> Path:
     return Path(base) / "sam2-plugins"
 
 
-def _print_progress(done: int, total: Optional[int], _state: Dict[str, float] = {}) -> None:
+def _print_progress(done: int, total: Optional[int], _state: Dict[str, float] = {}) -> None:  # noqa: B006 (state kept across calls)
     # A dependency-free progress bar on stderr, redrawn at most ~10 times a second.
     now = time.monotonic()
     if done != total and now - _state.get("t", 0.0) < 0.1:
@@ -272,7 +272,8 @@ def _download_locked(url: Union[str, Sequence[str]], dest: Path, sha256: Optiona
         + "\nIf this machine is offline, download the file elsewhere and pass its path as checkpoint=...")
 
 
-def resolve_checkpoint(name: str, checkpoint: Optional[PathLike], *, progress: Union[bool, ProgressFn] = True) -> Optional[Path]:
+def resolve_checkpoint(name: str, checkpoint: Optional[PathLike], *,
+                       progress: Union[bool, ProgressFn] = True) -> Optional[Path]:
     """Turn ``checkpoint`` (None, a path, ``"download"`` or ``"demo"``) into a local file path.
 
     Args:
@@ -411,7 +412,8 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({nbytes} bytes; could not read it: "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Delete it and download it again.") from exc
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Delete it and download it "
+                "again.") from exc
     except Exception as exc:  # the weights-only unpickler raises e.g. IndexError on junk bytes
         raise CheckpointError(
             f"{path} is not a checkpoint torch can read: corrupt or another format ({nbytes} bytes; "

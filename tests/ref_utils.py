@@ -7,7 +7,6 @@ Upstream is a test-only dependency: tests import this module and call
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 from pathlib import Path
@@ -37,8 +36,8 @@ def install_torchvision_shim() -> None:
     """
     if "torchvision" in sys.modules and getattr(sys.modules["torchvision"], "_sam2_plugins_shim", False):
         return
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     tv = types.ModuleType("torchvision")
     tv._sam2_plugins_shim = True
@@ -92,8 +91,8 @@ def install_torchvision_shim() -> None:
             if suppressed[i]:
                 continue
             keep.append(i)
-            xx1 = torch.maximum(b[i, 0], b[:, 0]); yy1 = torch.maximum(b[i, 1], b[:, 1])
-            xx2 = torch.minimum(b[i, 2], b[:, 2]); yy2 = torch.minimum(b[i, 3], b[:, 3])
+            xx1, yy1 = torch.maximum(b[i, 0], b[:, 0]), torch.maximum(b[i, 1], b[:, 1])
+            xx2, yy2 = torch.minimum(b[i, 2], b[:, 2]), torch.minimum(b[i, 3], b[:, 3])
             inter = (xx2 - xx1).clamp(min=0) * (yy2 - yy1).clamp(min=0)
             iou = inter / (area[i] + area - inter)
             suppressed |= iou > iou_threshold

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.ref_utils import UPSTREAM_YAML, build_reference, install_torchvision_shim  # noqa: E402
+from tests.ref_utils import build_reference, install_torchvision_shim  # noqa: E402
 
 RESULTS: Dict[str, Any] = {}
 MODELS = {"parity": ("sam2.1_hiera_tiny", "sam2_hiera_tiny", "sam2.1_hiera_large"),
@@ -54,8 +54,8 @@ def _timeit(fn: Callable[[], Any], n: int, warmup: int = 3) -> float:
 
 
 def _ours_from(ref: torch.nn.Module, name: str) -> torch.nn.Module:
-    from sam2_plugins.modeling.sam2 import SAM2Model
     from sam2_plugins.configs import get_config
+    from sam2_plugins.modeling.sam2 import SAM2Model
 
     m = SAM2Model(get_config(name))
     m.load_state_dict(ref.state_dict(), strict=True)
@@ -99,7 +99,8 @@ def parity(dev: torch.device) -> None:
         with torch.inference_mode():
             a, b = ref.forward_image(x), ours.forward_image(x)
             res["fpn_max_abs"] = max(float((p - q).abs().max()) for p, q in zip(a["backbone_fpn"], b["backbone_fpn"]))
-            res["pos_max_abs"] = max(float((p - q).abs().max()) for p, q in zip(a["vision_pos_enc"], b["vision_pos_enc"]))
+            res["pos_max_abs"] = max(float((p - q).abs().max())
+                                     for p, q in zip(a["vision_pos_enc"], b["vision_pos_enc"]))
             pts = {"point_coords": torch.tensor([[[300.0, 400.0], [600.0, 200.0]]], device=dev),
                    "point_labels": torch.tensor([[1, 0]], dtype=torch.int32, device=dev)}
             outs = []
@@ -131,9 +132,10 @@ def encoder_speed(dev: torch.device) -> None:
         x = torch.randn(1, 3, 1024, 1024, device=dev)
         row: Dict[str, Any] = {}
         for dtype in ("fp32", "bf16"):
-            ctx = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if dtype == "bf16" else (lambda: torch.autocast(dev.type, enabled=False))
+            ctx = ((lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if dtype == "bf16"
+                   else (lambda: torch.autocast(dev.type, enabled=False)))
 
-            def run(m: torch.nn.Module) -> Callable[[], Any]:
+            def run(m: torch.nn.Module, ctx: Any = ctx, x: Any = x) -> Callable[[], Any]:
                 def f() -> Any:
                     with torch.inference_mode(), ctx():
                         return m.forward_image(x)
@@ -150,8 +152,8 @@ def encoder_speed(dev: torch.device) -> None:
 
 def video_speed(dev: torch.device, frames: int, objects: tuple = (1, 10)) -> None:
     from PIL import Image
+
     from sam2_plugins.predictors.video import SAM2VideoPredictor
-    from sam2.build_sam import build_sam2_video_predictor
 
     rng = np.random.default_rng(0)
     h, w = 480, 854
@@ -173,7 +175,7 @@ def video_speed(dev: torch.device, frames: int, objects: tuple = (1, 10)) -> Non
         pred = SAM2VideoPredictor(ours_model)
         row: Dict[str, Any] = {}
         for n_obj in objects:
-            def run_ours() -> float:
+            def run_ours(pred: Any = pred, n_obj: int = n_obj) -> float:
                 with torch.autocast(dev.type, dtype=torch.bfloat16):
                     st = pred.init_state(video)
                     for k in range(n_obj):
@@ -186,12 +188,14 @@ def video_speed(dev: torch.device, frames: int, objects: tuple = (1, 10)) -> Non
                     _sync()
                     return time.perf_counter() - t0
 
-            def run_ref() -> float:
+            def run_ref(ref: Any = ref, n_obj: int = n_obj) -> float:
                 with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16):
                     st = ref.init_state(str(tmp))
                     for k in range(n_obj):
                         cx, cy = 60 + 70 * k, 100 + 25 * k
-                        ref.add_new_points_or_box(st, frame_idx=0, obj_id=k + 1, points=np.array([[cx, cy]], np.float32), labels=np.array([1], np.int32))
+                        ref.add_new_points_or_box(st, frame_idx=0, obj_id=k + 1,
+                                                  points=np.array([[cx, cy]], np.float32),
+                                                  labels=np.array([1], np.int32))
                     _sync()
                     t0 = time.perf_counter()
                     for _ in ref.propagate_in_video(st):

@@ -99,7 +99,8 @@ def _video(frames: int) -> Tuple[Path, np.ndarray, List[List[float]]]:
     return tmp, arr, clicks
 
 
-def _propagate(pred: Any, video: Any, clicks: List[List[float]], n_obj: int, upstream: bool) -> Tuple[float, List[torch.Tensor]]:
+def _propagate(pred: Any, video: Any, clicks: List[List[float]], n_obj: int,
+               upstream: bool) -> Tuple[float, List[torch.Tensor]]:
     """Seconds of ``propagate_in_video`` (after init and clicks), and the masks of object 1."""
     with torch.inference_mode(), _autocast():
         st = pred.init_state(video)
@@ -124,8 +125,6 @@ def video(out: Path, frames: int, budget: float) -> None:
     from sam2.build_sam import build_sam2_video_predictor
 
     from sam2_plugins import SAM2VideoPredictor
-    from sam2_plugins.configs import get_config
-    from sam2_plugins.modeling.sam2 import SAM2Model
     from tests.ref_utils import UPSTREAM_YAML, build_reference
 
     folder, arr, clicks = _video(frames)
@@ -271,11 +270,10 @@ def syncs(out: Path, frames: int) -> None:
 
 
 def finetune(out: Path, steps: int = 6) -> None:
-    from lightning_module.module import SAM2FineTuner
-    from lightning_module.tracking import ClipBatch
-
     from dataclasses import replace
 
+    from lightning_module.module import SAM2FineTuner
+    from lightning_module.tracking import ClipBatch
     from sam2_plugins.configs import get_config
     from sam2_plugins.modeling.sam2 import SAM2Model
 
@@ -283,16 +281,17 @@ def finetune(out: Path, steps: int = 6) -> None:
     module = SAM2FineTuner(model=SAM2Model(replace(get_config(NAME), image_size=CFG["size"])).train(),
                            lr=1e-5, vision_lr=1e-5).to(dev).train()
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
-    T, O, S = (8 if dev == "cuda" else 3), 3, CFG["size"]
+    T, n_obj, S = (8 if dev == "cuda" else 3), 3, CFG["size"]
     g = torch.Generator().manual_seed(0)
     images = torch.randn(T, 1, 3, S, S, generator=g)
     images = images.to(dev)
     yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
     r = S // 11
     masks = torch.stack([torch.stack([((xx - 2 * r - (3 * r // 2) * k - t) ** 2 + (yy - S // 2) ** 2 < r ** 2)
-                                      for k in range(O)]) for t in range(T)]).to(dev)
-    batch = ClipBatch(images, masks, torch.zeros(O, dtype=torch.long).to(dev))
-    res: Dict[str, Any] = {"model": NAME, "clip_frames": T, "objects": O, "image_size": S, "precision": "bf16 autocast"}
+                                      for k in range(n_obj)]) for t in range(T)]).to(dev)
+    batch = ClipBatch(images, masks, torch.zeros(n_obj, dtype=torch.long).to(dev))
+    res: Dict[str, Any] = {"model": NAME, "clip_frames": T, "objects": n_obj, "image_size": S,
+                           "precision": "bf16 autocast"}
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
@@ -323,8 +322,6 @@ def finetune(out: Path, steps: int = 6) -> None:
 
 
 def encoder(out: Path, budget: float) -> None:
-    from sam2_plugins.configs import get_config
-    from sam2_plugins.modeling.sam2 import SAM2Model
     from tests.ref_utils import build_reference
 
     ref = build_reference(NAME, extra_overrides=_extra()).to(CFG["device"]).eval()

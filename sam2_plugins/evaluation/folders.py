@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import LazyMasks, mask_files, find_annotation_root, list_sequences, read_index_png
+from .readers import LazyMasks, find_annotation_root, list_sequences, mask_files, read_index_png
 from .sequence import SequenceScores, check_sequence, evaluate_sequence, merge_parts, score_part, summarize
 
 __all__ = ["evaluate_folders", "evaluate_sav_folders", "score_prediction_sequence"]

@@ -36,7 +36,7 @@ import numpy as np
 
 from .readers import LazyMasks, VOSSequence, mask_files, write_index_png
 from .sequence import summarize
-from .vos_protocol import Prompts, _Collector, object_groups, track_objects, first_appearances
+from .vos_protocol import Prompts, _Collector, first_appearances, object_groups, track_objects
 from .vos_scoring import score_own_videos
 
 __all__ = ["LAYOUTS", "SUBMISSION_LAYOUTS", "SavVideo", "read_sav_layout", "run_vos_sav", "run_vos_submission",

@@ -424,7 +424,8 @@ def read_sav_png_folders(root: PathLike, video: str) -> Masklets:
     names = first.names
     for obj, lm in loaders.items():
         if lm.names != names:
-            raise ValueError(f"{video}: object {obj} has frames {lm.names[:3]}..., object {obj_dirs[0].name} {names[:3]}...")
+            raise ValueError(f"{video}: object {obj} has frames {lm.names[:3]}..., object {obj_dirs[0].name} "
+                             f"{names[:3]}...")
     h, w = first[0].shape[:2]
     annotated = [int(n) if n.isdigit() else i for i, n in enumerate(names)]
     return Masklets(video, h, w, list(loaders), annotated, [], loaders)

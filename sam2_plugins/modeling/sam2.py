@@ -38,12 +38,12 @@ from torch import Tensor, nn
 from torch.nn.init import trunc_normal_
 
 from ..configs import SAM2Config
+from . import sam_heads as heads  # noqa: I001  (the module; SAM2Model.sam_heads is the method)
 from .common import MLP
 from .image_encoder import build_image_encoder
 from .mask_decoder import build_sam_heads
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
-from . import sam_heads as heads  # noqa: I001  (the module; SAM2Model.sam_heads is the method)
 from .memory_tokens import MemoryTokens, build_memory, condition_on_memory
 from .rules import NO_OBJ_SCORE, apply_non_overlapping_constraints, prompts_to_point_inputs, use_multimask
 from .sam_heads import Candidates, SamOutputs

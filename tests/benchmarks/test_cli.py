@@ -67,10 +67,12 @@ def test_evaluate_contract_subprocess(tmp_path: Path) -> None:
 def test_evaluate_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     gt, pred = _make_folders(tmp_path)
     out = tmp_path / "R.json"
-    rc = main(["evaluate", "--gt-root", str(tmp_path / "nope"), "--pred-root", str(pred), "--output", str(out), "--quiet"])
+    rc = main(["evaluate", "--gt-root", str(tmp_path / "nope"), "--pred-root", str(pred), "--output", str(out),
+               "--quiet"])
     assert rc == 2 and not out.exists()
     write_index_png(pred / "alpha" / "00002.png", np.full((48, 64), 9, np.uint8))
-    rc = main(["evaluate", "--gt-root", str(gt), "--pred-root", str(pred), "--output", str(out), "--quiet", "--workers", "1"])
+    rc = main(["evaluate", "--gt-root", str(gt), "--pred-root", str(pred), "--output", str(out), "--quiet",
+               "--workers", "1"])
     assert rc == 2 and not out.exists()
 
 
@@ -92,12 +94,14 @@ def test_evaluate_speed_script_checks_the_numbers(tmp_path: Path, shared_golden:
 def test_report_html_and_markdown(tmp_path: Path) -> None:
     gt, pred = _make_folders(tmp_path)
     for name in ("run1", "run2"):
-        rc = main(["evaluate", "--gt-root", str(gt), "--pred-root", str(pred), "--output", str(tmp_path / f"{name}.json"),
+        rc = main(["evaluate", "--gt-root", str(gt), "--pred-root", str(pred), "--output",
+                   str(tmp_path / f"{name}.json"),
                    "--report-dir", str(tmp_path / name), "--quiet", "--workers", "1"])
         assert rc == 0
     assert (tmp_path / "run1" / "report.md").read_text().count("J&F-Mean") >= 1
     assert (tmp_path / "run1" / "jf_per_sequence.png").is_file()
-    rc = main(["report", str(tmp_path / "run1"), str(tmp_path / "run2" / "report.json"), "--output", str(tmp_path / "all.html")])
+    rc = main(["report", str(tmp_path / "run1"), str(tmp_path / "run2" / "report.json"), "--output",
+               str(tmp_path / "all.html")])
     page = (tmp_path / "all.html").read_text()
     assert rc == 0 and page.count("<th>") >= 3 and "J&amp;F-Mean" in page and "jf_per_sequence.png" in page
     assert main(["report", str(tmp_path / "run1.json"), "--output", str(tmp_path / "x.html")]) == 0  # evaluate JSON
@@ -145,7 +149,8 @@ def test_vos_interactive_and_demo_on_synthetic(tmp_path: Path) -> None:
     assert main(["interactive-video", "--dataset", "synthetic", "--mode", "sideways", "--output-dir",
                  str(tmp_path / "iv2"), "--device", "cpu"]) == 2
 
-    rc = main(["demo", "--synthetic", "--max-sequences", "1", "--max-frames", "3", "--output-dir", str(tmp_path / "demo"),
+    rc = main(["demo", "--synthetic", "--max-sequences", "1", "--max-frames", "3", "--output-dir",
+               str(tmp_path / "demo"),
                "--device", "cpu", "--max-clicks", "3", "--interactive-sequences", "1",
                "--max-instances-per-image", "1"])
     demo = tmp_path / "demo"

@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sam2_plugins.modeling.attention_cpu import (blocked_attention, use_blocked_attention,
-                                                 use_late_value_attention)
+from sam2_plugins.modeling.attention_cpu import blocked_attention, use_blocked_attention, use_late_value_attention
 from sam2_plugins.modeling.memory_attention import MemoryAttention
 from sam2_plugins.modeling.rope import RoPEAttention
 
@@ -196,8 +195,8 @@ def test_tracking_autocast_auto_on_cpu(native: bool, monkeypatch: pytest.MonkeyP
 def test_auto_dtype_is_bf16_only_on_fast_bf16_cpus_for_large_inputs(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import sam2_plugins.modeling.attention_cpu as ac
-    from sam2_plugins.predictors.video.step import AUTO_BF16_MIN_IMAGE_SIZE, tracking_autocast
     from sam2_plugins.predictors.video import SAM2VideoPredictor
+    from sam2_plugins.predictors.video.step import AUTO_BF16_MIN_IMAGE_SIZE, tracking_autocast
 
     cpu = torch.device("cpu")
 

@@ -16,10 +16,20 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_plugins.predictors.image.amg_utils import (MaskData, batch_iterator, batched_mask_to_box, batched_nms,
-                                               box_xyxy_to_xywh, build_all_layer_point_grids, build_point_grid,
-                                               calculate_stability_score, generate_crop_boxes,
-                                               is_box_near_crop_edge, nms, uncrop_masks)
+from sam2_plugins.predictors.image.amg_utils import (
+    MaskData,
+    batch_iterator,
+    batched_mask_to_box,
+    batched_nms,
+    box_xyxy_to_xywh,
+    build_all_layer_point_grids,
+    build_point_grid,
+    calculate_stability_score,
+    generate_crop_boxes,
+    is_box_near_crop_edge,
+    nms,
+    uncrop_masks,
+)
 from sam2_plugins.rle import decode_coco_rle, rle_to_mask
 
 IMG = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
@@ -129,7 +139,8 @@ def test_generate_records(nano_model):
         if rec["area"]:
             ys, xs = np.nonzero(rec["segmentation"])
             assert rec["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
-    assert {tuple(rr["point_coords"][0]) for rr in recs} == {(7.0 + 14 * i, 5.0 + 10 * j) for i in range(4) for j in range(4)}
+    grid = {(7.0 + 14 * i, 5.0 + 10 * j) for i in range(4) for j in range(4)}
+    assert {tuple(rr["point_coords"][0]) for rr in recs} == grid
 
 
 def test_output_modes_agree(nano_model):
@@ -199,13 +210,13 @@ def _upstream_and_ours():
 
         batched_nms_kw._accepts_keyword = True
         boxes_mod.batched_nms = sys.modules["torchvision.ops"].batched_nms = batched_nms_kw
+    import dataclasses
+
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator as Upstream
 
     from sam2_plugins.configs import get_config
     from sam2_plugins.modeling.sam2 import SAM2Model
     from sam2_plugins.predictors.image.automatic import SAM2AutomaticMaskGenerator
-
-    import dataclasses
 
     ref = build_reference("sam2.1_hiera_tiny", extra_overrides=(f"++model.image_size={SIZE}",))
     ours = SAM2Model(dataclasses.replace(get_config("sam2.1_hiera_tiny"), image_size=SIZE))

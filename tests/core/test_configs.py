@@ -34,7 +34,8 @@ def test_unknown_name_lists_known_ones() -> None:
 
 def test_versions_differ_only_in_pointer_flags() -> None:
     a, b = MODEL_CONFIGS["sam2_hiera_tiny"], MODEL_CONFIGS["sam2.1_hiera_tiny"]
-    diff = {f.name for f in dataclasses.fields(a.tracking) if getattr(a.tracking, f.name) != getattr(b.tracking, f.name)}
+    diff = {f.name for f in dataclasses.fields(a.tracking)
+            if getattr(a.tracking, f.name) != getattr(b.tracking, f.name)}
     assert diff == {"no_obj_embed_spatial", "add_tpos_enc_to_obj_ptrs", "proj_tpos_enc_in_obj_ptrs",
                     "use_signed_tpos_enc_to_obj_ptrs"}
     assert a.hiera == b.hiera

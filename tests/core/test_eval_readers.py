@@ -81,7 +81,8 @@ def test_vos_folder_sparse_annotations(tmp_path: Path) -> None:
     (seq,) = read_vos_folder(tmp_path)
     assert seq.annotated == [0, 3, 6] and seq.mask_names == ["00000", "00015", "00030"]
     np.testing.assert_array_equal(seq.masks[1], masks[3])
-    (tmp_path / "Annotations" / "v" / "99999.png").write_bytes((tmp_path / "Annotations" / "v" / "00000.png").read_bytes())
+    ann = tmp_path / "Annotations" / "v"
+    (ann / "99999.png").write_bytes((ann / "00000.png").read_bytes())
     with pytest.raises(ValueError, match="no frame with the same name"):
         read_vos_folder(tmp_path)
 

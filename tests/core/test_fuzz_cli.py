@@ -158,7 +158,7 @@ def test_flipped_box_warns_and_segments(tmp_path: Path, image: Path, capsys: pyt
 
 def test_console_script_as_a_subprocess(tmp_path: Path, image: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    run = lambda *a: subprocess.run(
+    run = lambda *a: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "sam2_plugins.cli", *a],
         cwd=REPO,
         env=env,  # noqa: E731

@@ -5,7 +5,7 @@ of 32 x 48: a few seconds."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -170,7 +170,8 @@ def test_propagate_without_prompts(pred: Any, state: Any) -> None:
 
 
 # ---- frame sources: checked when opened, or named by index when found later ------------------
-def _jpeg_folder(tmp: Path, sizes: List[Tuple[int, int]], corrupt: Dict[int, bytes] = {}) -> str:
+def _jpeg_folder(tmp: Path, sizes: List[Tuple[int, int]], corrupt: Optional[Dict[int, bytes]] = None) -> str:
+    corrupt = corrupt or {}
     from PIL import Image
 
     d = tmp / "jpgs"

@@ -8,10 +8,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sam2_plugins.predictors.image.postprocess import (fill_holes_in_mask_scores, get_connected_components,
-                                                 remove_small_regions, remove_small_regions_in_logits)
-from sam2_plugins.predictors.image.preprocess import (IMAGENET_MEAN, IMAGENET_STD, prepare_image_tensor,
-                                                to_rgb_float)
+from sam2_plugins.predictors.image.postprocess import (
+    fill_holes_in_mask_scores,
+    get_connected_components,
+    remove_small_regions,
+    remove_small_regions_in_logits,
+)
+from sam2_plugins.predictors.image.preprocess import IMAGENET_MEAN, IMAGENET_STD, prepare_image_tensor, to_rgb_float
 
 RNG = np.random.default_rng(0)
 IMG = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -322,6 +325,7 @@ def test_parity_batch_api(parity_pair):
     imgs = [np.random.default_rng(4).integers(0, 256, (64, 80, 3), dtype=np.uint8),
             np.random.default_rng(5).integers(0, 256, (50, 40, 3), dtype=np.uint8)]
     from sam2.sam2_image_predictor import SAM2ImagePredictor as UpstreamPredictor
+
     from sam2_plugins.predictors.image import SAM2ImagePredictor
 
     u, o = UpstreamPredictor(up.model), SAM2ImagePredictor(me.model)

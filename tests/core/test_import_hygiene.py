@@ -43,6 +43,7 @@ def test_public_api_and_core_modules_import_no_framework() -> None:
 
 def test_unknown_attribute_is_a_clear_error() -> None:
     import pytest
+
     import sam2_plugins
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

@@ -20,8 +20,7 @@ from sam2_plugins.configs import get_config
 from sam2_plugins.modeling.hiera import Hiera
 from sam2_plugins.modeling.prompt_encoder import PromptEncoder
 from sam2_plugins.predictors.image import SAM2ImagePredictor
-from tests.ref_utils import (build_reference, install_torchvision_shim, require_reference,
-                             save_reference_checkpoint)
+from tests.ref_utils import build_reference, install_torchvision_shim, require_reference, save_reference_checkpoint
 
 TINY = "configs/sam2.1/sam2.1_hiera_t.yaml"
 SIZE = ["++model.image_size=256"]  # tiny's code at 16x fewer pixels

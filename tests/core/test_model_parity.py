@@ -18,8 +18,7 @@ import torch
 
 from sam2_plugins.configs import get_config
 from sam2_plugins.modeling.sam2 import SAM2Model
-from tests.ref_utils import (UPSTREAM_YAML, build_reference, require_reference,
-                             save_reference_checkpoint)
+from tests.ref_utils import UPSTREAM_YAML, build_reference, require_reference, save_reference_checkpoint
 
 pytestmark = pytest.mark.reference
 

@@ -14,17 +14,14 @@ import pytest
 import torch
 from torch import nn
 
-from sam2_plugins.configs import get_config, list_models
+from sam2_plugins.configs import HieraConfig, get_config, list_models
 from sam2_plugins.modeling.common import MLP, LayerNorm2d
-from sam2_plugins.configs import HieraConfig
-from sam2_plugins.modeling.hiera import (Hiera, MultiScaleBlock, window_partition,
-                                         window_unpartition)
+from sam2_plugins.modeling.hiera import Hiera, MultiScaleBlock, window_partition, window_unpartition
 from sam2_plugins.modeling.image_encoder import ImageEncoder, build_image_encoder
 from sam2_plugins.modeling.mask_decoder import MaskDecoder, build_sam_heads
 from sam2_plugins.modeling.position_encoding import PositionEmbeddingRandom, PositionEmbeddingSine
 from sam2_plugins.modeling.prompt_encoder import PromptEncoder
 from sam2_plugins.modeling.transformer import Attention
-
 from tests.ref_utils import build_reference, require_reference
 
 OFFICIAL = [n for n in list_models() if "nano" not in n]
@@ -254,7 +251,7 @@ def test_layernorm2d_and_mlp() -> None:
     ref = nn.functional.layer_norm(x.permute(0, 2, 3, 1), (6,), eps=1e-6).permute(0, 3, 1, 2)
     assert _max_diff(ln(x), ref) <= 1e-5
     mlp = MLP(4, 8, 2, 3, sigmoid_output=True)
-    assert [tuple(l.weight.shape) for l in mlp.layers] == [(8, 4), (8, 8), (2, 8)]
+    assert [tuple(layer.weight.shape) for layer in mlp.layers] == [(8, 4), (8, 8), (2, 8)]
     y = mlp(torch.randn(5, 7, 4))
     assert y.shape == (5, 7, 2) and bool(((y > 0) & (y < 1)).all())
     with pytest.raises(ValueError):

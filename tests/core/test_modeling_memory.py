@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from sam2_plugins.configs import get_config
-from sam2_plugins.modeling.rope import (RoPEAttention, apply_rotary_enc, compute_axial_cis,
-                                        compute_axial_cos_sin)
+from sam2_plugins.modeling.rope import RoPEAttention, apply_rotary_enc, compute_axial_cis, compute_axial_cos_sin
+from sam2_plugins.modeling.rules import (
+    get_1d_sine_pe,
+    memory_slot_frames,
+    select_closest_cond_frames,
+    select_object_pointers,
+)
 from sam2_plugins.modeling.sam2 import NO_OBJ_SCORE, SAM2Model
-from sam2_plugins.modeling.rules import (get_1d_sine_pe, memory_slot_frames,
-                                                  select_closest_cond_frames,
-                                                  select_object_pointers)
 
 NANO = "sam2.1_hiera_nano"
 

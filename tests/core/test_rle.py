@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_plugins.rle import (counts_to_string, decode_coco_rle, encode_coco_rle, mask_to_rle,
-                              masks_to_rle_torch, rle_area, rle_to_mask, string_to_counts)
+from sam2_plugins.rle import (
+    counts_to_string,
+    decode_coco_rle,
+    encode_coco_rle,
+    mask_to_rle,
+    masks_to_rle_torch,
+    rle_area,
+    rle_to_mask,
+    string_to_counts,
+)
 
 # Produced by pycocotools 2.0.11 ``mask.encode(np.asfortranarray(m))`` for the masks below.
 SMALL = np.zeros((7, 9), dtype=bool)

@@ -146,7 +146,8 @@ def test_session_and_predictor_share_the_engine(model: torch.nn.Module) -> None:
     sess = VideoSession(model, num_frames=len(v), dtype=None)
     got = []
     for t, frame in enumerate(v):
-        prompts = [dict(obj_id=1, points=[[25, 40]], labels=[1]), dict(obj_id=2, box=[55, 41, 75, 69])] if t == 0 else []
+        first = [dict(obj_id=1, points=[[25, 40]], labels=[1]), dict(obj_id=2, box=[55, 41, 75, 69])]
+        prompts = first if t == 0 else []
         got.append(sess.step(frame, prompts).mask_logits)
     for t in range(len(v)):
         assert float((ref[t] - got[t]).abs().max()) <= 1e-5, t

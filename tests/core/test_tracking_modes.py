@@ -152,7 +152,7 @@ def test_long_keeps_three_pathways_and_outputs_the_best(model: torch.nn.Module, 
     p = SAM2VideoPredictor(model, dtype=None, memory_mode="long")
     s = p.init_state(frames)
     p.add_new_mask(s, 0, 1, masks[0] == 1)
-    for f, _, logits in p.propagate_in_video(s):
+    for f, _, _logits in p.propagate_in_video(s):
         if f == 0:
             continue
         bank = s.objects[1].bank

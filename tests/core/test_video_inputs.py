@@ -11,9 +11,9 @@ import torch
 
 from sam2_plugins.configs import get_config
 from sam2_plugins.modeling.sam2 import SAM2Model
+from sam2_plugins.predictors.video import SAM2VideoPredictor
 from sam2_plugins.predictors.video.frames import normalize_frame
 from sam2_plugins.predictors.video.session import VideoSession
-from sam2_plugins.predictors.video import SAM2VideoPredictor
 
 H, W, T = 32, 48, 4
 

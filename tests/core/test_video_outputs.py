@@ -9,11 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_plugins.predictors.video.quality import FrameQuality, QualityTracker, suggest_correction_frames
 from sam2_plugins.modeling.rules import apply_non_overlapping_constraints as apply_non_overlap
-from sam2_plugins.predictors.video.outputs import (binarize, combine_objects,
-                                                   davis_palette, masks_to_rles, read_palette_png,
-                                                   to_video_res, write_davis_png, write_sav_pngs)
+from sam2_plugins.predictors.video.outputs import (
+    binarize,
+    combine_objects,
+    davis_palette,
+    masks_to_rles,
+    read_palette_png,
+    to_video_res,
+    write_davis_png,
+    write_sav_pngs,
+)
+from sam2_plugins.predictors.video.quality import FrameQuality, QualityTracker, suggest_correction_frames
 
 
 def test_to_video_res_and_binarize() -> None:

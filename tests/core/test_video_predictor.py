@@ -10,8 +10,8 @@ import torch
 
 from sam2_plugins.configs import get_config
 from sam2_plugins.modeling.sam2 import SAM2Model
-from sam2_plugins.predictors.video.state import VideoState
 from sam2_plugins.predictors.video import SAM2VideoPredictor
+from sam2_plugins.predictors.video.state import VideoState
 
 H, W = 40, 56
 

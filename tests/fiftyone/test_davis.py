@@ -18,9 +18,8 @@ def _track_and_score_car_shadow(shared_data, media_dir, demo_checkpoint) -> floa
     import fiftyone as fo
     from PIL import Image
 
-    from sam2_plugins.evaluation import evaluate_sequence, summarize
-
     from fiftyone_sam2._evaluate import _LabelMaps
+    from sam2_plugins.evaluation import evaluate_sequence, summarize
 
     root = shared_data / "davis2016-val"
     jpgs = sorted((root / "JPEGImages" / "480p" / "car-shadow").glob("*.jpg"))

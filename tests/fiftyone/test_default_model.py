@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from sam2_plugins.default_model import DEFAULT_MODEL, DEMO_LABEL, MIRROR_ENV
-from tests.file_server import closed_port_url
 from tests.fiftyone import _data
+from tests.file_server import closed_port_url
 
 SEG = "@sam2-plugins/sam2/sam2_segment"
 

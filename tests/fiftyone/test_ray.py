@@ -95,7 +95,7 @@ def test_segment_and_track_on_ray_equal_in_process(media_dir, checkpoint, cluste
     out = fs2.track(vids, "frames.prompts", label_field="frames.t_ray", executor="ray", workers=2, **kw)
     assert out["processed"] == 2 and out["shards"] == 2
     for s in vids:
-        for fn, fr in s.frames.items():
+        for _fn, fr in s.frames.items():
             a, b = fr["t_in"], fr["t_ray"]
             assert [(d.index, d.mask.tobytes()) for d in a.detections] == [(d.index, d.mask.tobytes())
                                                                           for d in b.detections]

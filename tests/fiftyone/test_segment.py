@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import requires_demo_clicks
-
 from tests.fiftyone import _data
 from tests.fiftyone._quality import SEGMENT_MARGIN, demo_floor
 

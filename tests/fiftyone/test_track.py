@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import requires_demo_tracking
-
 from tests.fiftyone import _data
 from tests.fiftyone._quality import TRACK_MARGIN, demo_floor
 from tests.fiftyone.test_segment import _error, _run, _snapshot
@@ -159,9 +158,8 @@ def test_track_operator_runs_a_tracking_mode(video, checkpoint):
 def test_track_accuracy_with_demo_model(media_dir, demo_checkpoint):
     """Tracked masks on the synthetic video reach the demo model's J&F minus a margin, and the
     evaluate operator's stored J&F equals the core's evaluate_sequence on the same masks."""
-    from sam2_plugins.evaluation import evaluate_sequence, summarize
-
     from fiftyone_sam2._evaluate import _LabelMaps
+    from sam2_plugins.evaluation import evaluate_sequence, summarize
 
     ds, gts = _data.video_dataset(media_dir, num_frames=12, objects=2, prompt_frames=(6,), seed=3)
     res = _run(TRACK, ds.view(), prompt_field="frames.prompts", label_field="frames.sam2",
@@ -273,10 +271,9 @@ def test_video_frames_are_streamed_from_disk(media_dir, checkpoint, monkeypatch)
     once (the source keeps a small LRU; the predictor asks for frames as it goes)."""
     import weakref
 
-    from sam2_plugins.io import FrameSource
-
     import fiftyone_sam2 as fs2
     from fiftyone_sam2 import _media
+    from sam2_plugins.io import FrameSource
 
     n = 32
     ds, _ = _data.video_dataset(media_dir, num_frames=n, objects=1, prompt_frames=(1,))

@@ -11,14 +11,25 @@ from PIL import Image
 
 from lightning_module.augment import AugmentConfig, augment_clip, resize_clip
 from lightning_module.data import BatchedClips, EvalClips, collate_clips, prepare_clip
-from lightning_module.geometry import Geometry
 from lightning_module.datamodules import SAM2DataModule, build_source
+from lightning_module.geometry import Geometry
 from lightning_module.metrics import JandF, MaskIoU, best_candidate
-from lightning_module.prompts import (PromptConfig, masks_to_boxes, plan_prompts,
-                                      sample_box_points, sample_center_points,
-                                      sample_error_points)
-from lightning_module.sources import (CocoSource, ImageFolderSource, RawClip, SyntheticSource,
-                                      VideoFolderSource, decode_coco_rle)
+from lightning_module.prompts import (
+    PromptConfig,
+    masks_to_boxes,
+    plan_prompts,
+    sample_box_points,
+    sample_center_points,
+    sample_error_points,
+)
+from lightning_module.sources import (
+    CocoSource,
+    ImageFolderSource,
+    RawClip,
+    SyntheticSource,
+    VideoFolderSource,
+    decode_coco_rle,
+)
 
 
 def _square_masks(B=3, H=40, W=50):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import requires_demo_tracking
-
 from tests.napari.conftest import wait_idle
 
 pytestmark = pytest.mark.gui
@@ -60,10 +59,9 @@ def _run_two_objects(w, viewer, frames, gt, qtbot):
 
 @requires_demo_tracking
 def test_two_objects_both_ways_match_ground_truth(sam2_widget, qtbot):
+    from napari_sam2._models import DEMO_CHOICE
     from sam2_plugins.evaluation.jf import f_measure, jaccard
     from sam2_plugins.evaluation.synthetic import make_video
-
-    from napari_sam2._models import DEMO_CHOICE
 
     frames, gt = make_video(10, 64, 96, num_objects=2, seed=11)
     viewer, w = sam2_widget(threaded=True)
@@ -103,10 +101,9 @@ def test_tracking_mode_chosen_in_the_propagation_section(sam2_widget, qtbot):
     """The "mode" combo of the propagation section reaches the video predictor: SAMURAI's
     motion-aware memory tracks the clip, an unknown name cannot be chosen (the combo lists the
     core's modes)."""
+    from napari_sam2._models import DEMO_CHOICE
     from sam2_plugins.evaluation.synthetic import make_video
     from sam2_plugins.predictors.video.modes import MEMORY_MODES
-
-    from napari_sam2._models import DEMO_CHOICE
 
     frames, gt = make_video(6, 64, 96, num_objects=2, seed=11)
     viewer, w = sam2_widget(threaded=True)

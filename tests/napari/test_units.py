@@ -162,7 +162,8 @@ def test_plane_reads_lazy_dask_arrays():
 
 
 def test_flag_summary_text():
-    from napari_sam2._ctl_run import _runs, _summary as _summarise
+    from napari_sam2._ctl_run import _runs
+    from napari_sam2._ctl_run import _summary as _summarise
 
     assert _runs([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
     flags = [(0, 1, "lost"), (1, 1, "lost"), (4, 2, "low"), (3, 1, "low")]

@@ -388,9 +388,8 @@ def test_click_on_cached_frame_is_decoder_only_with_one_partial_redraw(sam2_widg
     """A click on a frame the engine holds: no frame read, no encoding, no full refresh of
     the Labels layer (one partial redraw of the changed pixels), the layer's array edited in
     place; and the Labels hold the engine's mask for all the clicks so far."""
-    from sam2_plugins import build_sam2
-
     from napari_sam2.controller import FramePrompt
+    from sam2_plugins import build_sam2
 
     viewer, w = sam2_widget(show=True)
     img = np.random.default_rng(3).integers(0, 4000, (300, 410), dtype=np.uint16)

@@ -49,7 +49,8 @@ class MaskData:
 
     def __setitem__(self, key: str, item: Any) -> None:
         if item is not None and not isinstance(item, (list, np.ndarray, torch.Tensor)):
-            raise TypeError(f"MaskData field {key!r} must be a list, np.ndarray or torch.Tensor, got {type(item).__name__}")
+            raise TypeError(f"MaskData field {key!r} must be a list, np.ndarray or torch.Tensor, got "
+                            f"{type(item).__name__}")
         self._stats[key] = item
 
     def __getitem__(self, key: str) -> Any:
@@ -231,7 +232,8 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     return order[keep_t]
 
 
-def is_box_near_crop_edge(boxes: torch.Tensor, crop_box: List[int], orig_box: List[int], atol: float = 20.0) -> torch.Tensor:
+def is_box_near_crop_edge(boxes: torch.Tensor, crop_box: List[int], orig_box: List[int],
+                          atol: float = 20.0) -> torch.Tensor:
     """True for boxes (crop coordinates) within ``atol`` of a crop edge that is not an image edge."""
     crop = torch.as_tensor(crop_box, dtype=torch.float, device=boxes.device)
     orig = torch.as_tensor(orig_box, dtype=torch.float, device=boxes.device)

@@ -31,12 +31,23 @@ import torch
 
 from ...rle import encode_coco_rle, masks_to_rle_torch, rle_area, rle_to_mask
 from .amg_stats import AMGStats
-from .amg_utils import (MaskData, batch_iterator, batched_mask_to_box, batched_nms, box_area,
-                        box_xyxy_to_xywh, build_all_layer_point_grids, calculate_stability_score,
-                        generate_crop_boxes, is_box_near_crop_edge, uncrop_boxes_xyxy, uncrop_masks,
-                        uncrop_points)
-from .predictor import SAM2ImagePredictor
+from .amg_utils import (
+    MaskData,
+    batch_iterator,
+    batched_mask_to_box,
+    batched_nms,
+    box_area,
+    box_xyxy_to_xywh,
+    build_all_layer_point_grids,
+    calculate_stability_score,
+    generate_crop_boxes,
+    is_box_near_crop_edge,
+    uncrop_boxes_xyxy,
+    uncrop_masks,
+    uncrop_points,
+)
 from .postprocess import remove_small_regions
+from .predictor import SAM2ImagePredictor
 from .preprocess import to_rgb_float
 
 __all__ = ["SAM2AutomaticMaskGenerator"]
@@ -79,7 +90,8 @@ class SAM2AutomaticMaskGenerator:
                  multimask_output: bool = True, **kwargs: Any) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side or point_grids "
-                             f"(got points_per_side={points_per_side!r}, point_grids={'set' if point_grids is not None else None})")
+                             f"(got points_per_side={points_per_side!r}, "
+                                 f"point_grids={'set' if point_grids is not None else None})")
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
         if crop_n_layers < 0:

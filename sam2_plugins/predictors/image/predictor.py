@@ -153,8 +153,8 @@ class SAM2ImagePredictor:
         """Embed several images at once (sizes may differ); use :meth:`predict_batch` afterwards."""
         self.reset_predictor()
         if not isinstance(image_list, (list, tuple)) or len(image_list) == 0:
-            raise ValueError("image_list must be a non-empty list of images, got "
-                             f"{type(image_list).__name__}" + (" of length 0" if isinstance(image_list, (list, tuple)) else ""))
+            empty = " of length 0" if isinstance(image_list, (list, tuple)) else ""
+            raise ValueError(f"image_list must be a non-empty list of images, got {type(image_list).__name__}{empty}")
         batch = torch.cat([self._input_tensor(im, normalize) for im in image_list], dim=0)
         hws = [image_hw(im) for im in image_list]
         self._features = self._embed(batch)
@@ -171,7 +171,8 @@ class SAM2ImagePredictor:
     # ------------------------------------------------------------------ prompts
     def _prep_prompts(self, point_coords: Any, point_labels: Any, box: Any, mask_logits: Any,
                       normalize_coords: bool, img_idx: int = -1
-                      ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
+                      ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor],
+                                 Optional[torch.Tensor]]:
         """Validate prompts and map them to model-input coordinates (as upstream's ``_prep_prompts``).
 
         Returns ``(mask_input (B,1,s,s) | None, coords (B,N,2) | None, labels (B,N) int | None,
@@ -217,7 +218,8 @@ class SAM2ImagePredictor:
                 m = m[None]
             if m.dim() != 4 or m.shape[1] != 1 or tuple(m.shape[-2:]) != (low, low):
                 raise ValueError(f"mask_input must have shape (1, {low}, {low}) or (B, 1, {low}, {low}) "
-                                 f"(low-res logits, e.g. a previous predict()'s third output), got {tuple(np.shape(mask_logits))}")
+                                 "(low-res logits, e.g. a previous predict()'s third output), got "
+                                     f"{tuple(np.shape(mask_logits))}")
             mask_input = m.to(dev)
         if coords is not None:
             coords, labels = coords.to(dev), labels.to(dev)
@@ -260,7 +262,8 @@ class SAM2ImagePredictor:
                     elif boxes.shape[0] == 1:
                         boxes, box_labels = boxes.expand(pc.shape[0], -1, -1), box_labels.expand(pc.shape[0], -1)
                     else:
-                        raise ValueError(f"{boxes.shape[0]} boxes and {pc.shape[0]} point sets: the counts must match (or one be 1)")
+                        raise ValueError(f"{boxes.shape[0]} boxes and {pc.shape[0]} point sets: the counts must match "
+                                         "(or one be 1)")
                 points = (torch.cat([boxes, pc], dim=1), torch.cat([box_labels, pl], dim=1))
             else:
                 points = (boxes, box_labels)
@@ -345,7 +348,8 @@ class SAM2ImagePredictor:
         if not self._is_image_set:
             raise RuntimeError("An image must be set with .set_image_batch(...) before mask prediction.")
         if not self._is_batch:
-            raise RuntimeError("predict_batch() needs images set with set_image_batch(); use predict() after set_image()")
+            raise RuntimeError("predict_batch() needs images set with set_image_batch(); use predict() after "
+                               "set_image()")
         n = len(self._orig_hw)
         for name, val in (("point_coords_batch", point_coords_batch), ("point_labels_batch", point_labels_batch),
                           ("box_batch", box_batch), ("mask_input_batch", mask_input_batch)):
@@ -353,7 +357,7 @@ class SAM2ImagePredictor:
                 raise ValueError(f"{name} must have one entry per image ({n}), got {len(val)}")
         out_m, out_i, out_l = [], [], []
         for i in range(n):
-            pick = lambda v: None if v is None else v[i]  # noqa: E731
+            pick = lambda v, i=i: None if v is None else v[i]  # noqa: E731
             m, io, lo = self._run(pick(point_coords_batch), pick(point_labels_batch), pick(box_batch),
                                   pick(mask_input_batch), multimask_output, return_logits,
                                   normalize_coords, img_idx=i)

@@ -38,8 +38,12 @@ from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ...modeling.rules import pointer_window, select_closest_cond_frames, select_object_pointers, \
-    select_spatial_memories
+from ...modeling.rules import (
+    pointer_window,
+    select_closest_cond_frames,
+    select_object_pointers,
+    select_spatial_memories,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...modeling.sam_heads import Candidates

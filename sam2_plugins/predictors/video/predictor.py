@@ -23,7 +23,6 @@ import tempfile
 import weakref
 from typing import Any, ContextManager, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from ...modeling.rules import apply_non_overlapping_constraints
@@ -33,8 +32,15 @@ from .frames import FrameFeatures, FrameFeed
 from .outputs import to_video_res
 from .policy import MemoryPolicy, resolve_policy
 from .quality import QualityTracker
-from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, VideoState, parse_point_prompt,
-                    prepare_mask_prompt)
+from .state import (
+    NO_OBJ_SCORE,
+    FrameOutput,
+    ObjectState,
+    PointInputs,
+    VideoState,
+    parse_point_prompt,
+    prepare_mask_prompt,
+)
 from .step import TrackingStep, tracking_autocast
 
 __all__ = ["SAM2VideoPredictor"]

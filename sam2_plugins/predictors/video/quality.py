@@ -112,7 +112,6 @@ class QualityTracker:
     def record_many(self, items: Sequence[Tuple[Any, Any]], frame_idx: int, reverse: bool
                     ) -> List[FrameQuality]:
         """Record several objects' outputs on one frame with a single device-to-host copy."""
-        import torch
 
         if not items:
             return []

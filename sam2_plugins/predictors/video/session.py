@@ -31,16 +31,15 @@ from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping,
 import numpy as np
 import torch
 
+from ...modeling.rules import apply_non_overlapping_constraints
 from ..prompts import check_obj_id
 from .bank import MemoryBank
 from .frames import FrameFeed
-from .quality import FrameQuality, QualityTracker
-from .state import (NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs,
-                                           parse_point_prompt, prepare_mask_prompt)
-from .policy import MemoryPolicy, resolve_policy
-from .step import TrackingStep, tracking_autocast
-from ...modeling.rules import apply_non_overlapping_constraints
 from .outputs import binarize, to_video_res
+from .policy import MemoryPolicy, resolve_policy
+from .quality import FrameQuality, QualityTracker
+from .state import NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, parse_point_prompt, prepare_mask_prompt
+from .step import TrackingStep, tracking_autocast
 
 __all__ = ["VideoSession", "FrameResult"]
 

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ...modeling.rules import NO_OBJ_SCORE, box_to_points
+from .. import prompts
 from .bank import MemoryBank
 from .entry import FrameOutput, PointInputs
 from .frames import FrameFeed
-from .. import prompts
 
 __all__ = ["NO_OBJ_SCORE", "PointInputs", "FrameOutput", "ObjectState", "VideoState", "parse_point_prompt",
            "prepare_mask_prompt"]
