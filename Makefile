@@ -14,7 +14,7 @@ PIN := $(VENV)/torch-pin.txt
 PYTEST_ARGS ?=
 OUT ?= out
 
-.PHONY: demo test test-all venv setup-core setup-test apt-test bench clean
+.PHONY: demo test test-all lint venv setup-core setup-test apt-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,12 @@ apt-test:
 demo: setup-core
 	$(BIN)/python -m benchmarks demo --output-dir $(OUT)/demo --overwrite
 
-test: setup-test
+# Lint and types (configured in pyproject.toml): part of the test command, so of CI.
+lint: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
+
+test: setup-test lint
 	FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \
 	  $(BIN)/python -m pytest -q -rs -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -87,7 +87,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _run(fn_name: str, module: str = "runs") -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        meta = getattr(importlib.import_module(f"benchmarks.{module}"), fn_name)(args)
+        meta = getattr(importlib.import_module(f"{__package__}.{module}"), fn_name)(args)
         res = meta.get("results", {})
         keys = [k for k in ("J&F-Mean", "mIoU@1", "mIoU@5", "NoC@85", "NoC@90", "fps_end_to_end")
                 if isinstance(res.get(k), (int, float))]
@@ -104,7 +104,8 @@ def _dispatch(module_names: Sequence[str]) -> Callable[[argparse.Namespace], int
         errors = []
         for name in module_names:
             try:
-                mod = importlib.import_module(name)
+                # "benchmarks.x" in a checkout, "sam2_plugins_bench.x" installed from the wheel
+                mod = importlib.import_module(name.replace("benchmarks.", f"{__package__}.", 1))
             except ModuleNotFoundError as e:
                 if e.name is not None and name.startswith(e.name):
                     errors.append(name)

@@ -127,7 +127,7 @@ def _timed(cmd: List[str], env_extra: Optional[Dict[str, str]] = None) -> Dict[s
 
 
 def _ours(s: Dict[str, Any], workers: str, out: Path) -> Dict[str, float]:
-    cmd = [sys.executable, "-m", "benchmarks", "evaluate", "--gt-root", str(s["gt"]), "--pred-root", str(s["pred"]),
+    cmd = [sys.executable, "-m", str(__package__), "evaluate", "--gt-root", str(s["gt"]), "--pred-root", str(s["pred"]),
            "--output", str(out), "--quiet"]
     if workers != "auto":
         cmd += ["--workers", workers]

@@ -40,8 +40,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SAM2_PLUGINS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "stardist"
-CONFIG_2D = ROOT / "lightning_module" / "configs" / "finetune_nuclei.yaml"
-CONFIG_3D = ROOT / "lightning_module" / "configs" / "finetune_nuclei_3d.yaml"
+# the Lightning package: lightning_module in a checkout, sam2_plugins_lightning installed from the wheel
+LIGHTNING = "lightning_module" if __package__ == "benchmarks" else "sam2_plugins_lightning"
+CONFIGS = ROOT / LIGHTNING / "configs"  # package data of the installed wheel too
+CONFIG_2D = CONFIGS / "finetune_nuclei.yaml"
+CONFIG_3D = CONFIGS / "finetune_nuclei_3d.yaml"
 Z_SPLIT = 16
 
 __all__ = ["prepare_data", "click_miou", "z_propagation_jf", "train", "main"]
@@ -163,7 +166,7 @@ def train(config: Path, data_root: Path, export: Path, threads: int,
           extra: Optional[List[str]] = None) -> Dict[str, Any]:
     """Run the documented CLI recipe on ``data_root/{train,val}``; returns steps and wall time."""
     logs = export.parent / f"logs_{export.stem}"
-    cmd = [sys.executable, "-m", "lightning_module.cli", "fit", "--config", str(config),
+    cmd = [sys.executable, "-m", f"{LIGHTNING}.cli", "fit", "--config", str(config),
            f"--data.train_sources={_sources(config, 'train_sources', data_root)}",
            f"--data.val_sources={_sources(config, 'val_sources', data_root)}",
            f"--trainer.logger.init_args.save_dir={logs}", "--export", str(export), *(extra or [])]

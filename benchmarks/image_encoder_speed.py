@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from benchmarks.upstream_configs import UPSTREAM_YAML  # re-exported: image_speed imports it here
+from .upstream_configs import UPSTREAM_YAML  # re-exported: image_speed imports it here
 
 
 def _upstream_encoder(name: str, device: torch.device) -> Optional[nn.Module]:

@@ -41,8 +41,9 @@ def _sync(device: torch.device) -> None:
 def _upstream_predictor(name: str, device: torch.device) -> Optional[Any]:
     """Upstream's image predictor over a random-init model, or None (with the reason printed)."""
     try:
-        from benchmarks.image_encoder_speed import UPSTREAM_YAML
         from tests.ref_utils import install_torchvision_shim
+
+        from .image_encoder_speed import UPSTREAM_YAML
 
         install_torchvision_shim()
         from sam2.build_sam import build_sam2

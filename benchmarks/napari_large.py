@@ -177,7 +177,7 @@ def memory_child(size: int, tile: int, overlap: int, run_automatic: bool, pps: i
 
 
 def memory_check(size: int, tile: int, overlap: int, run_automatic: bool, pps: int) -> Dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.napari_large", "--memory-child", str(size), "--tile", str(tile),
+    cmd = [sys.executable, "-m", f"{__package__}.napari_large", "--memory-child", str(size), "--tile", str(tile),
            "--overlap", str(overlap), "--points-per-side", str(pps)] + (["--memory-automatic"] if run_automatic else [])
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     if r.returncode != 0:

@@ -114,7 +114,7 @@ def child_upstream(frames: int, objects: int, h: int, w: int, image_size: int) -
 
 
 def _spawn(args: Sequence[str]) -> Dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.video_memory", "--child", *args]
+    cmd = [sys.executable, "-m", f"{__package__}.video_memory", "--child", *args]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

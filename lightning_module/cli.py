@@ -10,10 +10,16 @@ Extra options of ``fit``:
 * ``--export PATH`` writes the official ``{"model": state_dict}`` checkpoint after ``fit``.
 * ``--validate_before_fit true`` (default) scores the starting model on the validation data
   first, so the log (and the console) starts with the baseline.
+
+The example configs ship with the package: ``--print-example-config`` lists them and
+``--print-example-config NAME`` prints one (``... --print-example-config finetune_nuclei >
+mine.yaml`` copies it), wherever the package is installed.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import List, Optional
 
 from lightning.pytorch.cli import LightningCLI
@@ -21,7 +27,31 @@ from lightning.pytorch.cli import LightningCLI
 from .datamodules import SAM2DataModule
 from .module import SAM2FineTuner
 
-__all__ = ["SAM2CLI", "main"]
+__all__ = ["SAM2CLI", "example_configs", "main"]
+
+
+def example_configs() -> dict:
+    """The shipped example configs: name (file stem) -> path of the YAML file."""
+    folder = Path(__file__).resolve().parent / "configs"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def _print_example_config(argv: List[str]) -> int:
+    """``--print-example-config [NAME]``: list the shipped configs, or print one."""
+    i = argv.index("--print-example-config")
+    name = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
+    configs = example_configs()
+    if name is None:
+        print("example configs (print one with --print-example-config NAME):")
+        for stem, path in configs.items():
+            print(f"  {stem:24s} {path}")
+        return 0
+    stem = Path(name).stem
+    if stem not in configs:
+        print(f"error: no example config {name!r}; expected one of {sorted(configs)}", file=sys.stderr)
+        return 2
+    sys.stdout.write(configs[stem].read_text())
+    return 0
 
 
 class SAM2CLI(LightningCLI):
@@ -62,6 +92,9 @@ class SAM2CLI(LightningCLI):
 
 def main(args: Optional[List[str]] = None) -> None:
     """Run the CLI on ``args`` (from Python) or, when None, on the command line."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if "--print-example-config" in argv:
+        raise SystemExit(_print_example_config(argv))
     # args=None lets LightningCLI read sys.argv itself; passing sys.argv[1:] explicitly made
     # it warn "LightningCLI's args parameter ... not recommended" on every run
     SAM2CLI(SAM2FineTuner, SAM2DataModule, save_config_kwargs={"overwrite": True}, args=args)

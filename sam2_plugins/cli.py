@@ -7,6 +7,10 @@ Subcommands:
   fiftyone install            make FiftyOne find the bundled plugin (links it into its plugins dir)
   label IMAGES_DIR --out DIR  automatic masks for a folder of images, one COCO-RLE JSON each
                               (--executor ray for a Ray cluster; sam2_exec.cli)
+  bench COMMAND ...           the benchmark suite (= python -m sam2_plugins_bench, or python -m
+                              benchmarks in a checkout)
+  finetune fit --config F     fine-tuning (= python -m sam2_plugins_lightning.cli; in a checkout
+                              python -m lightning_module.cli); --print-example-config lists configs
 """
 
 from __future__ import annotations
@@ -160,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _ADAPTER_HELP = {"fiftyone": "FiftyOne plugin helpers (e.g. 'fiftyone install')",
+                 "bench": "the benchmark suite",
+                 "finetune": "fine-tuning with Lightning ('finetune fit --config F')",
                  "label": "automatic masks for a folder of images, one COCO-RLE JSON each"}
 
 
