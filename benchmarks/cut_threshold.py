@@ -59,9 +59,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from sam2_plugins.predictors.video.modes.cuts import CutDetector
 
     from .datasets import SHARED_DATA
-    from .runs import build_model
+    from .runs import load_bench_model
 
-    model, used = build_model(args.model, args.checkpoint, args.device)
+    model, used = load_bench_model(args.model, args.checkpoint, args.device)
     model.eval()
     det = CutDetector()
     thresholds = [float(t) for t in args.thresholds.split(",")]

@@ -28,7 +28,13 @@ from typing import Any, Dict, List
 import numpy as np
 
 from .datasets import SHARED_DATA
-from .runs import FPS_NOTE, build_model, run_interactive_image_command, run_interactive_video_command, run_vos_command
+from .runs import (
+    FPS_NOTE,
+    load_bench_model,
+    run_interactive_image_command,
+    run_interactive_video_command,
+    run_vos_command,
+)
 
 __all__ = ["run_full_demo"]
 
@@ -163,7 +169,7 @@ def run_full_demo(args: argparse.Namespace) -> Dict[str, Any]:
         summary["protocols"]["interactive_video_synthetic"] = res.get("protocol", "")
 
     _log("[4/4] pictures and speed")
-    model, _ = build_model(args.model, args.checkpoint, args.device)
+    model, _ = load_bench_model(args.model, args.checkpoint, args.device)
     summary["sections"]["image_one_click"] = _image_picture(model, out)
     summary["protocols"]["image_one_click"] = ("one click at each object's centre of a synthetic image, "
                                                "single-mask output; latency = predict() wall time")

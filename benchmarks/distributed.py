@@ -60,10 +60,10 @@ class ProtocolWorker:
 
     def __init__(self, kind: str, model_args: Mapping[str, Any], data_args: Mapping[str, Any],
                  protocol_args: Mapping[str, Any]) -> None:
-        from .runs import build_model, video_predictor
+        from .runs import load_bench_model, video_predictor
 
         self.kind, self.data, self.opts = kind, dict(data_args), dict(protocol_args)
-        self.model, self.used = build_model(model_args["model"], model_args.get("checkpoint"),
+        self.model, self.used = load_bench_model(model_args["model"], model_args.get("checkpoint"),
                                             model_args.get("device"), apply_postprocessing=kind != "vos")
         dtype = model_args.get("dtype")
         if kind == "vos":

@@ -106,7 +106,7 @@ def run_hard_command(args: Any) -> Dict[str, Any]:
     from sam2_plugins.predictors.video.modes import make_policy
 
     from .report import run_metadata, write_json
-    from .runs import MODEL_ALIASES, _dtype_arg, build_model
+    from .runs import MODEL_ALIASES, _dtype_arg, load_bench_model
 
     modes = [m.strip() for m in str(args.memory_mode).split(",") if m.strip()]
     for m in modes:
@@ -119,7 +119,7 @@ def run_hard_command(args: Any) -> Dict[str, Any]:
     videos = hard_videos(per, args.seed, cats, num_frames=args.max_frames or 64)
     videos += ordinary_clips(int(args.ordinary_clips))
     _log(f"hard: {len(videos)} videos generated in {time.perf_counter() - t_gen:.0f} s; modes {modes}")
-    model, used = build_model(args.model, args.checkpoint, args.device)
+    model, used = load_bench_model(args.model, args.checkpoint, args.device)
     per_mode: Dict[str, Any] = {}
     for mode in modes:
         predictor = SAM2VideoPredictor(model, dtype=_dtype_arg(args.dtype), memory_mode=mode)

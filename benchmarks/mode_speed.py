@@ -40,10 +40,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from sam2_plugins import SAM2VideoPredictor
     from sam2_plugins.evaluation.synthetic import make_video
 
-    from .runs import MODEL_ALIASES, build_model
+    from .runs import MODEL_ALIASES, load_bench_model
 
     modes = [m for m in args.modes.split(",") if m]
-    model, used = build_model(args.model, args.checkpoint, args.device)
+    model, used = load_bench_model(args.model, args.checkpoint, args.device)
     model.eval()
     frames, masks = make_video(args.frames, 256, 256, args.objects, 7)
     dtype = None if args.dtype in ("fp32", "none") else args.dtype

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .datasets import load_image_dataset, load_video_dataset
 from .report import run_metadata, write_report
 
-__all__ = ["build_model", "video_predictor", "run_vos_command", "run_interactive_image_command",
+__all__ = ["load_bench_model", "video_predictor", "run_vos_command", "run_interactive_image_command",
            "run_interactive_video_command", "EVAL_KEYS"]
 
 MODEL_ALIASES = {"nano": "sam2.1_hiera_nano", "tiny": "sam2.1_hiera_tiny", "small": "sam2.1_hiera_small",
@@ -42,7 +42,7 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def build_model(model: str, checkpoint: Optional[str], device: Optional[str],
+def load_bench_model(model: str, checkpoint: Optional[str], device: Optional[str],
                 apply_postprocessing: bool = True) -> Tuple[Any, Optional[str]]:
     """Build via ``sam2_plugins.build_sam2``; ``checkpoint="demo"`` falls back to random
     weights (and says so) when the shipped demo weights are missing. Returns (model, used)."""
@@ -196,7 +196,7 @@ def run_vos_command(args: Any) -> Dict[str, Any]:
     out_dir = Path(args.output_dir)
     runner = _distributed(args, "vos")
     if runner is None:
-        model, used = build_model(args.model, args.checkpoint, args.device, apply_postprocessing=False)
+        model, used = load_bench_model(args.model, args.checkpoint, args.device, apply_postprocessing=False)
         out = vos_results(model, args, out_dir)
         device = str(model.device)
     else:
@@ -244,7 +244,7 @@ def interactive_image_results(model: Any, args: Any, datasets: Optional[Dict[str
 def run_interactive_image_command(args: Any) -> Dict[str, Any]:
     runner = _distributed(args, "interactive-image")
     if runner is None:
-        model, used = build_model(args.model, args.checkpoint, args.device)
+        model, used = load_bench_model(args.model, args.checkpoint, args.device)
         summary = interactive_image_results(model, args)
         device = str(model.device)
     else:
@@ -308,7 +308,7 @@ def interactive_video_results(model: Any, args: Any, seqs: Optional[Sequence[Any
 def run_interactive_video_command(args: Any) -> Dict[str, Any]:
     runner = _distributed(args, "interactive-video")
     if runner is None:
-        model, used = build_model(args.model, args.checkpoint, args.device)
+        model, used = load_bench_model(args.model, args.checkpoint, args.device)
         res = interactive_video_results(model, args)
         device = str(model.device)
     else:

@@ -118,9 +118,9 @@ class _Models:
 
     def get(self, kind: str) -> Any:
         if kind not in self.models:
-            from .runs import build_model
+            from .runs import load_bench_model
 
-            self.models[kind], self.used = build_model(self.args.model, self.args.checkpoint, self.args.device,
+            self.models[kind], self.used = load_bench_model(self.args.model, self.args.checkpoint, self.args.device,
                                                        apply_postprocessing=kind != "vos")
         return self.models[kind]
 

@@ -16,24 +16,24 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "SAM2FineTuner": "lightning_module.module",
-    "build_model": "lightning_module.module",
-    "SAM2DataModule": "lightning_module.datamodules",
-    "ImageFolderSource": "lightning_module.microscopy",
-    "StackSource": "lightning_module.microscopy",
-    "Geometry": "lightning_module.geometry",
-    "SAM2Loss": "lightning_module.losses",
-    "LossWeights": "lightning_module.losses",
-    "PromptConfig": "lightning_module.prompts",
-    "AugmentConfig": "lightning_module.augment",
-    "ImageEncoderFreeze": "lightning_module.callbacks",
-    "ExportOnFitEnd": "lightning_module.callbacks",
-    "JandF": "lightning_module.metrics",
-    "MaskIoU": "lightning_module.metrics",
-    "add_lora": "lightning_module.lora",
-    "merge_lora": "lightning_module.lora",
-    "export_checkpoint": "lightning_module.export",
-    "convert_lightning_checkpoint": "lightning_module.export",
+    "SAM2FineTuner": ".module",
+    "build_trainable_model": ".module",
+    "SAM2DataModule": ".datamodules",
+    "ImageFolderSource": ".microscopy",
+    "StackSource": ".microscopy",
+    "Geometry": ".geometry",
+    "SAM2Loss": ".losses",
+    "LossWeights": ".losses",
+    "PromptConfig": ".prompts",
+    "AugmentConfig": ".augment",
+    "ImageEncoderFreeze": ".callbacks",
+    "ExportOnFitEnd": ".callbacks",
+    "JandF": ".metrics",
+    "MaskIoU": ".metrics",
+    "add_lora": ".lora",
+    "merge_lora": ".lora",
+    "export_checkpoint": ".export",
+    "convert_lightning_checkpoint": ".export",
 }
 
 __all__ = sorted(_LAZY)
@@ -42,8 +42,9 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'lightning_module' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # relative: the package is lightning_module in a checkout, sam2_plugins_lightning installed
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

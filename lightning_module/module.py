@@ -25,10 +25,10 @@ from .optim import CosineSchedule, GroupSchedule, freeze_prefixes, param_groups
 from .prompts import PromptConfig, plan_prompts, sample_center_points
 from .tracking import ClipBatch, forward_clip, predict_first_click
 
-__all__ = ["SAM2FineTuner", "build_model"]
+__all__ = ["SAM2FineTuner", "build_trainable_model"]
 
 
-def build_model(name: str, checkpoint: Optional[str] = None,
+def build_trainable_model(name: str, checkpoint: Optional[str] = None,
                 drop_path_rate: Optional[float] = None,
                 attention_dropout: Optional[float] = None) -> nn.Module:
     """A core SAM 2 model in train mode (random init, or weights from ``checkpoint``).
@@ -104,7 +104,7 @@ class SAM2FineTuner(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         if model is None:
-            model = build_model(model_name, checkpoint, drop_path_rate, attention_dropout)
+            model = build_trainable_model(model_name, checkpoint, drop_path_rate, attention_dropout)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         name = getattr(getattr(model, "config", None), "name", None)

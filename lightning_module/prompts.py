@@ -35,7 +35,10 @@ __all__ = [
     "concat_points",
 ]
 
-PointInputs = Dict[str, torch.Tensor]
+# The model's point prompt as tensors: {"point_coords": (B, N, 2) float, "point_labels": (B, N) int32}
+# (a plain dict, as the training loop builds and concatenates them; the core's typed equivalent is
+# sam2_plugins.predictors.video.entry.PointInputs)
+ClickTensors = Dict[str, torch.Tensor]
 
 
 @dataclass
@@ -95,7 +98,7 @@ class PromptPlan:
     init_cond_frames: List[int]
     frames_to_correct: List[int]
     num_frames: int
-    point_inputs: Dict[int, PointInputs] = field(default_factory=dict)
+    point_inputs: Dict[int, ClickTensors] = field(default_factory=dict)
     mask_inputs: Dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -226,8 +229,8 @@ def sample_center_points(gt: torch.Tensor, pred: Optional[torch.Tensor]
     return coords.to(gt.device), labels.to(gt.device)
 
 
-def concat_points(old: Optional[PointInputs], coords: torch.Tensor,
-                  labels: torch.Tensor) -> PointInputs:
+def concat_points(old: Optional[ClickTensors], coords: torch.Tensor,
+                  labels: torch.Tensor) -> ClickTensors:
     """Append clicks (B, k, 2) / (B, k) to point inputs (None = no clicks yet)."""
     if old is None:
         return {"point_coords": coords, "point_labels": labels}

@@ -4,7 +4,7 @@ embedding cache, driven by :class:`~napari_sam2._prompts.FramePrompt` objects.
 * :meth:`SAM2Engine.predict` (one object on one frame: the decoder only once the frame's
   embedding is cached, which is what makes clicks interactive);
 * :meth:`SAM2Engine.propagate_sequence` (a generator over one 1D sequence of frames, for
-  the thread worker; it yields one :class:`FrameResult` per frame);
+  the thread worker; it yields one :class:`PlaneMasks` per frame);
 * :meth:`SAM2Engine.automatic` (segment everything on one frame).
 
 Frames are (H, W, 3) uint8 RGB planes (see :func:`napari_sam2._axes.to_rgb8`).
@@ -23,7 +23,7 @@ from ._embedding_cache import EmbeddingCache, install_forward_cache
 from ._prompts import FramePrompt
 from ._region import RegionMask, upsample_region
 
-__all__ = ["SAM2Engine", "FrameResult", "Quality", "DIRECTIONS"]
+__all__ = ["SAM2Engine", "PlaneMasks", "Quality", "DIRECTIONS"]
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -48,7 +48,7 @@ class Quality:
 
 
 @dataclass
-class FrameResult:
+class PlaneMasks:
     """One propagated frame: ``index`` in the sequence, a (H, W) bool mask per object id,
     and a :class:`Quality` per object id."""
 
@@ -199,7 +199,7 @@ class SAM2Engine:
         prompts: Mapping[int, Mapping[int, FramePrompt]],
         direction: str = "both",
         start: Optional[int] = None,
-    ) -> Iterator[FrameResult]:
+    ) -> Iterator[PlaneMasks]:
         """Track every prompted object through one sequence of frames.
 
         Args:
@@ -211,7 +211,7 @@ class SAM2Engine:
                 so a correction click re-propagates from its frame only.
 
         Yields:
-            One :class:`FrameResult` per frame, in processing order.
+            One :class:`PlaneMasks` per frame, in processing order.
         """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -237,7 +237,7 @@ class SAM2Engine:
                 fg = (logits[:, 0] > 0.0).cpu().numpy()  # threshold on the device: 4x less to copy
                 masks = {int(o): fg[i] for i, o in enumerate(obj_ids)}
                 quality = {int(o): self._quality(tracker.get(o, fidx), masks[int(o)]) for o in obj_ids}
-                yield FrameResult(int(fidx), masks, quality)
+                yield PlaneMasks(int(fidx), masks, quality)
 
     def _quality(self, q: Any, mask: np.ndarray) -> Quality:
         """Our flags from the core's per-frame record (``sam2_plugins.predictors.video.quality``)."""

@@ -5,6 +5,7 @@ virtual environment (no checkout on the path)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -33,9 +34,13 @@ DATA_FILES = [
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a copy: setuptools' build/ folder in the checkout could carry stale modules
+    src = out / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".ref", ".gpu_site", "out", "artifacts", ".mypy_cache", ".ruff_cache"))
     # --no-build-isolation: the build backend is the one this environment has (offline builds)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out), str(REPO)], check=True, cwd=out)
+                    "-w", str(out), str(src)], check=True, cwd=out)
     (whl,) = out.glob("sam2_plugins-*.whl")
     return whl
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_sam2._embedding_cache import EmbeddingCache
-from napari_sam2._engine import FrameResult, Quality
+from napari_sam2._engine import PlaneMasks, Quality
 from napari_sam2._prompts import FramePrompt
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -62,7 +62,7 @@ class StubEngine:
         m, iou = self.predict(fp)
         return RegionMask.from_full(m), iou
 
-    def propagate_sequence(self, frames, prompts, direction="both", start=None) -> Iterator[FrameResult]:
+    def propagate_sequence(self, frames, prompts, direction="both", start=None) -> Iterator[PlaneMasks]:
         n = len(frames)
         first = min(prompts) if start is None else start
         self.set_frame(np.asarray(frames[first]), None)
@@ -74,7 +74,7 @@ class StubEngine:
             if self.delay:
                 time.sleep(self.delay)
             q = {o: Quality(-2.0 if i % 4 == 0 else 3.0, 0.8, i % 4 == 0, False) for o in base}
-            yield FrameResult(i, {o: m.copy() for o, m in base.items()}, q)
+            yield PlaneMasks(i, {o: m.copy() for o, m in base.items()}, q)
 
     def automatic_records(self, rgb, **kw) -> list:
         """Two masks; their scores pass thresholds up to 0.6 / 0.7 (above: an empty result)."""
