@@ -37,7 +37,8 @@ def wheel(tmp_path_factory) -> Path:
     # built from a copy: setuptools' build/ folder in the checkout could carry stale modules
     src = out / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".ref", ".gpu_site", "out", "artifacts", ".mypy_cache", ".ruff_cache"))
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".ref", ".gpu_site", "out", "artifacts",
+        ".mypy_cache", ".ruff_cache"))
     # --no-build-isolation: the build backend is the one this environment has (offline builds)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(out), str(src)], check=True, cwd=out)
