@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from itertools import product
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, ItemsView, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class MaskData:
     def __contains__(self, key: str) -> bool:
         return key in self._stats
 
-    def items(self):
+    def items(self) -> ItemsView[str, Any]:
         return self._stats.items()
 
     def filter(self, keep: torch.Tensor) -> None:
@@ -138,7 +138,7 @@ def generate_crop_boxes(im_size: Tuple[int, int], n_layers: int, overlap_ratio: 
     return boxes, layers
 
 
-def batch_iterator(batch_size: int, *args: Sequence[Any]) -> Iterator[List[Any]]:
+def batch_iterator(batch_size: int, *args: Union[Sequence[Any], np.ndarray, torch.Tensor]) -> Iterator[List[Any]]:
     """Yield aligned slices of ``batch_size`` rows from every argument."""
     if not args or any(len(a) != len(args[0]) for a in args):
         raise ValueError("batch_iterator needs at least one sequence, all of the same length")
@@ -181,7 +181,7 @@ def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
 
 def box_xyxy_to_xywh(box: Any) -> Any:
     """``[x0, y0, x1, y1]`` -> ``[x0, y0, w, h]`` (a copy; tensor or array, last dim 4)."""
-    out = box.clone() if isinstance(box, torch.Tensor) else np.array(box, copy=True)
+    out: Any = box.clone() if isinstance(box, torch.Tensor) else np.array(box, copy=True)  # tensor or array
     out[..., 2] = out[..., 2] - out[..., 0]
     out[..., 3] = out[..., 3] - out[..., 1]
     return out
@@ -219,7 +219,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     over = box_iou(b, b) > iou_threshold
     cats = idxs[order].to(boxes.device)
     over &= cats[:, None] == cats[None, :]
-    over = over.cpu().numpy()
+    over_host = over.cpu().numpy()
     n = len(order)
     removed = np.zeros(n, dtype=bool)
     keep = []
@@ -227,7 +227,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
         if removed[i]:
             continue
         keep.append(i)
-        removed |= over[i]
+        removed |= over_host[i]
     keep_t = torch.as_tensor(keep, dtype=torch.int64, device=order.device)
     return order[keep_t]
 

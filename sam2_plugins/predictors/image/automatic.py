@@ -115,6 +115,7 @@ class SAM2AutomaticMaskGenerator:
             self.point_grids = build_all_layer_point_grids(int(points_per_side), crop_n_layers,
                                                            crop_n_points_downscale_factor)
         else:
+            assert point_grids is not None  # exactly one of the two is given (checked above)
             grids = [np.asarray(g, dtype=np.float64) for g in point_grids]
             if len(grids) < crop_n_layers + 1 or any(g.ndim != 2 or g.shape[1] != 2 for g in grids):
                 raise ValueError(f"point_grids must hold {crop_n_layers + 1} arrays of shape (N, 2) in [0, 1]")

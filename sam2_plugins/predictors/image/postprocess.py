@@ -19,7 +19,7 @@ with the same semantics:
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -33,7 +33,11 @@ __all__ = [
 ]
 
 
-def _scipy_label():
+#: ``scipy.ndimage.label``: ``(mask, structure=...) -> (labels, number of components)``.
+LabelFn = Callable[..., Tuple[np.ndarray, int]]
+
+
+def _scipy_label() -> Optional[LabelFn]:
     try:
         from scipy import ndimage  # lazy: scipy is optional
     except ImportError:
@@ -41,7 +45,7 @@ def _scipy_label():
     return ndimage.label
 
 
-def _components_scipy(masks: np.ndarray, label_fn) -> Tuple[np.ndarray, np.ndarray]:
+def _components_scipy(masks: np.ndarray, label_fn: LabelFn) -> Tuple[np.ndarray, np.ndarray]:
     """masks: (N, H, W) bool -> labels, areas int32 (N, H, W)."""
     structure = np.ones((3, 3), dtype=bool)
     labels = np.zeros(masks.shape, dtype=np.int32)
@@ -119,6 +123,7 @@ def get_connected_components(mask: torch.Tensor, backend: Optional[str] = None
         z = torch.zeros(shape, dtype=torch.int32, device=mask.device)
         return z, z.clone()
     if use_scipy:
+        assert label_fn is not None  # use_scipy implies it
         labels, areas = _components_scipy(m.cpu().numpy(), label_fn)
         labels_t = torch.from_numpy(labels).to(mask.device)
         areas_t = torch.from_numpy(areas).to(mask.device)
@@ -181,8 +186,8 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tup
     mask = np.asarray(mask, dtype=bool)
     correct_holes = mode == "holes"
     working = correct_holes ^ mask
-    labels, areas = get_connected_components(torch.from_numpy(working)[None])
-    labels, areas = labels[0].numpy(), areas[0].numpy()
+    labels_t, areas_t = get_connected_components(torch.from_numpy(working)[None])
+    labels, areas = labels_t[0].numpy(), areas_t[0].numpy()
     small = working & (areas < area_thresh)
     if not small.any():
         return mask, False

@@ -23,7 +23,7 @@ Coordinates: points ``(x, y)`` and boxes ``(x0, y0, x1, y1)`` in pixels of the o
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from ...upstream_compat import HF_MODEL_IDS
 from .. import prompts
 from .postprocess import remove_small_regions_in_logits
 from .preprocess import image_hw, prepare_image_tensor, to_rgb_float
+
+if TYPE_CHECKING:
+    from ...modeling.sam2 import SAM2Model
 
 __all__ = ["SAM2ImagePredictor", "HF_MODEL_IDS"]
 
@@ -62,7 +65,8 @@ class SAM2ImagePredictor:
                  **kwargs: Any) -> None:
         if not isinstance(sam_model, torch.nn.Module):
             raise TypeError(f"sam_model must be a SAM 2 model (nn.Module), got {type(sam_model).__name__}")
-        self.model = sam_model
+        # typed as SAM2Model, whose API upstream's SAM2Base shares (nn.Module's attributes are untyped)
+        self.model = cast("SAM2Model", sam_model)
         self.mask_threshold = float(mask_threshold)
         self.max_hole_area = float(max_hole_area)
         self.max_sprinkle_area = float(max_sprinkle_area)
@@ -178,6 +182,7 @@ class SAM2ImagePredictor:
         Returns ``(mask_input (B,1,s,s) | None, coords (B,N,2) | None, labels (B,N) int | None,
         box (B,2,2) | None)`` on the model's device, coordinates in ``[0, image_size]``.
         """
+        assert self._orig_hw is not None, "no image set"
         h, w = self._orig_hw[img_idx]
         s = float(self.model.image_size)
         dev = self.device
@@ -222,6 +227,7 @@ class SAM2ImagePredictor:
                                      f"{tuple(np.shape(mask_logits))}")
             mask_input = m.to(dev)
         if coords is not None:
+            assert labels is not None  # set together with coords
             coords, labels = coords.to(dev), labels.to(dev)
         if boxes is not None:
             boxes = boxes.to(dev)
@@ -251,7 +257,10 @@ class SAM2ImagePredictor:
         """
         if not self._is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
-        points = None if point_coords is None else (point_coords, point_labels)
+        points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        if point_coords is not None:
+            assert point_labels is not None, "point_labels must come with point_coords"
+            points = (point_coords, point_labels)
         if boxes is not None:
             boxes, box_labels = box_to_points(boxes)  # (B, 2, 2) corners, labels 2 and 3
             if points is not None:
@@ -273,6 +282,7 @@ class SAM2ImagePredictor:
         if mask_input is not None and mask_input.shape[0] == 1 and n_prompts > 1:
             mask_input = mask_input.expand(n_prompts, -1, -1, -1)
         feats = self._features
+        assert feats is not None and self._orig_hw is not None  # set with _is_image_set
         with autocast_context(self.device, self.dtype):
             sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
             batched = points is not None and points[0].shape[0] > 1
@@ -332,6 +342,7 @@ class SAM2ImagePredictor:
         """
         if not self._is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        assert self._orig_hw is not None  # set with _is_image_set
         if self._is_batch and len(self._orig_hw) > 1:
             raise RuntimeError(f"{len(self._orig_hw)} images were set with set_image_batch(); use predict_batch()")
         return self._run(point_coords, point_labels, box, mask_input, multimask_output,
@@ -350,6 +361,7 @@ class SAM2ImagePredictor:
         if not self._is_batch:
             raise RuntimeError("predict_batch() needs images set with set_image_batch(); use predict() after "
                                "set_image()")
+        assert self._orig_hw is not None  # set with _is_image_set
         n = len(self._orig_hw)
         for name, val in (("point_coords_batch", point_coords_batch), ("point_labels_batch", point_labels_batch),
                           ("box_batch", box_batch), ("mask_input_batch", mask_input_batch)):
@@ -361,5 +373,7 @@ class SAM2ImagePredictor:
             m, io, lo = self._run(pick(point_coords_batch), pick(point_labels_batch), pick(box_batch),
                                   pick(mask_input_batch), multimask_output, return_logits,
                                   normalize_coords, img_idx=i)
-            out_m.append(m), out_i.append(io), out_l.append(lo)
+            out_m.append(m)
+            out_i.append(io)
+            out_l.append(lo)
         return out_m, out_i, out_l

@@ -56,9 +56,10 @@ def _to_numpy(image: Any) -> np.ndarray:
     """PIL / torch / array-like -> numpy, keeping the dtype."""
     try:
         from PIL import Image as PILImage
+        is_pil = isinstance(image, PILImage.Image)
     except ImportError:  # pillow is a core dependency; this is only defensive
-        PILImage = None
-    if PILImage is not None and isinstance(image, PILImage.Image):
+        is_pil = False
+    if is_pil:
         if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "1"):
             image = image.convert("RGBA" if "A" in image.mode else "RGB")
         return np.asarray(image)
