@@ -16,7 +16,7 @@ Facts that matter for parity with upstream (and checkpoint keys, which are upstr
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -208,8 +208,8 @@ class MultiScaleBlock(nn.Module):
 
         hidden = self.norm2(x)
         if plain and isinstance(self.mlp.act, nn.GELU) and self.mlp.act.approximate == "none":
-            hidden = fused_linear(hidden, self.mlp.layers[0], gelu=True)
-            return fused_linear(hidden, self.mlp.layers[1], residual=x.contiguous())
+            hidden = fused_linear(hidden, cast(nn.Linear, self.mlp.layers[0]), gelu=True)
+            return fused_linear(hidden, cast(nn.Linear, self.mlp.layers[1]), residual=x.contiguous())
         return x + self.drop_path(self.mlp(hidden))
 
 
@@ -235,7 +235,7 @@ class Hiera(nn.Module):
         self.config = cfg
         self.window_spec = tuple(cfg.window_spec)
         self.global_att_blocks = tuple(cfg.global_att_blocks)
-        self.q_stride = tuple(cfg.q_stride)
+        self.q_stride = cast(Tuple[int, int], tuple(cfg.q_stride))
         depth = sum(stages)
         self.stage_ends = [sum(stages[: i + 1]) - 1 for i in range(len(stages))]
         self.q_pool_blocks = [e + 1 for e in self.stage_ends[:-1]][: cfg.q_pool]
@@ -300,7 +300,7 @@ class Hiera(nn.Module):
         return self._pos_cache.get((self.pos_embed, self.pos_embed_window), tuple(hw),
                                    lambda: self._compute_pos_embed(hw))
 
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Hiera:
         self._pos_cache.clear()
         return super()._apply(fn, recurse)
 

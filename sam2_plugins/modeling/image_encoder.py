@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -97,9 +97,12 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, trunk: nn.Module, neck: nn.Module, scalp: int = 0) -> None:
         super().__init__()
-        if list(trunk.channel_list) != list(neck.backbone_channel_list):
-            raise ValueError(f"trunk channels {list(trunk.channel_list)} do not match the "
-                             f"neck's {list(neck.backbone_channel_list)}")
+        # any trunk / neck pair with these attributes (Hiera and FpnNeck have them)
+        trunk_channels = cast(Sequence[int], trunk.channel_list)
+        neck_channels = cast(Sequence[int], neck.backbone_channel_list)
+        if list(trunk_channels) != list(neck_channels):
+            raise ValueError(f"trunk channels {list(trunk_channels)} do not match the "
+                             f"neck's {list(neck_channels)}")
         self.trunk = trunk
         self.neck = neck
         self.scalp = scalp

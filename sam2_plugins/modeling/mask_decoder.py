@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Type
+from typing import List, Optional, Tuple, Type, cast
 
 import torch
 import torch.nn.functional as F
@@ -186,14 +186,15 @@ class MaskDecoder(nn.Module):
                 raise ValueError("this decoder uses high-resolution features; pass "
                                  "high_res_features=[feat_s0, feat_s1]")
             dc1, ln1, act1, dc2, act2 = self.output_upscaling
+            norm1 = cast(LayerNorm2d, ln1)
             feat_s0, feat_s1 = high_res_features
             # Channels-last all the way: the transformer already returns (B, HW, C) tokens,
             # the 2x2 transposed convs become GEMMs, and the LayerNorm runs over the last axis.
-            x = _conv_transpose_2x2_nhwc(src.reshape(b, h, w, c), dc1,
+            x = _conv_transpose_2x2_nhwc(src.reshape(b, h, w, c), cast(nn.ConvTranspose2d, dc1),
                                          add=feat_s1.permute(0, 2, 3, 1).expand(b, -1, -1, -1))
-            x = act1(F.layer_norm(x, (x.shape[-1],), ln1.weight, ln1.bias, ln1.eps))
+            x = act1(F.layer_norm(x, (x.shape[-1],), norm1.weight, norm1.bias, norm1.eps))
             x = act2(_conv_transpose_2x2_nhwc(
-                x, dc2, add=feat_s0.permute(0, 2, 3, 1).expand(b, -1, -1, -1)))
+                x, cast(nn.ConvTranspose2d, dc2), add=feat_s0.permute(0, 2, 3, 1).expand(b, -1, -1, -1)))
             _, h_up, w_up, c_up = x.shape
             masks = (hyper_in @ x.reshape(b, h_up * w_up, c_up).transpose(1, 2))
             masks = masks.view(b, -1, h_up, w_up)

@@ -12,7 +12,7 @@ Tensors enter and leave *sequence-first* as upstream's ``SAM2Base`` passes them:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -205,6 +205,9 @@ class MemoryAttention(nn.Module):
             curr = curr[0]
         if isinstance(curr_pos, (list, tuple)):
             curr_pos = curr_pos[0]
+        # single tensors from here on (one-element lists were unwrapped above)
+        curr = cast(Tensor, curr)
+        curr_pos = cast("Optional[Tensor]", curr_pos)  # a string: nothing to evaluate when compiled
         if curr.shape[1] != memory.shape[1]:
             raise ValueError(
                 f"batch of current features ({curr.shape[1]}) and memory ({memory.shape[1]}) "
@@ -229,9 +232,10 @@ class MemoryAttention(nn.Module):
         mpos = memory_pos.transpose(0, 1).contiguous() if memory_pos is not None else None
         for i, layer in enumerate(self.layers):
             if i == 0 and shared:
-                out = layer.self_attention_block(out, qpos).expand(b, -1, -1)
+                first = cast(MemoryAttentionLayer, layer)
+                out = first.self_attention_block(out, qpos).expand(b, -1, -1)
                 qpos = None if qpos is None else qpos.expand(b, -1, -1)
-                out = layer.cross_attention_block(out, mem, mpos, qpos, num_obj_ptr_tokens,
+                out = first.cross_attention_block(out, mem, mpos, qpos, num_obj_ptr_tokens,
                                                   memory_mask)
             else:
                 out = layer(out, mem, pos=mpos, query_pos=qpos,

@@ -57,20 +57,47 @@ class MemoryTokens:
 
 
 class MemoryModel(Protocol):
-    """The model attributes the memory needs (our ``SAM2Model`` and upstream ``SAM2Base``)."""
+    """The model attributes the memory needs (our ``SAM2Model`` and upstream ``SAM2Base``).
 
-    hidden_dim: int
-    mem_dim: int
-    num_maskmem: int
-    maskmem_tpos_enc: Tensor
-    obj_ptr_tpos_proj: nn.Module
-    add_tpos_enc_to_obj_ptrs: bool
-    proj_tpos_enc_in_obj_ptrs: bool
-    max_obj_ptrs_in_encoder: int
-    directly_add_no_mem_embed: bool
-    no_mem_embed: Tensor
-    no_mem_pos_enc: Tensor
-    memory_attention: nn.Module
+    The members are read-only properties here, so that a model whose attributes are subtypes
+    (an ``nn.Parameter``, a ``MemoryAttention``) matches too.
+    """
+
+    @property
+    def hidden_dim(self) -> int: ...
+
+    @property
+    def mem_dim(self) -> int: ...
+
+    @property
+    def num_maskmem(self) -> int: ...
+
+    @property
+    def maskmem_tpos_enc(self) -> Tensor: ...
+
+    @property
+    def obj_ptr_tpos_proj(self) -> nn.Module: ...
+
+    @property
+    def add_tpos_enc_to_obj_ptrs(self) -> bool: ...
+
+    @property
+    def proj_tpos_enc_in_obj_ptrs(self) -> bool: ...
+
+    @property
+    def max_obj_ptrs_in_encoder(self) -> int: ...
+
+    @property
+    def directly_add_no_mem_embed(self) -> bool: ...
+
+    @property
+    def no_mem_embed(self) -> Tensor: ...
+
+    @property
+    def no_mem_pos_enc(self) -> Tensor: ...
+
+    @property
+    def memory_attention(self) -> nn.Module: ...
 
 
 def spatial_memory_tokens(model: MemoryModel, feats: Tensor, pos: Tensor, t_pos: int, batch: int,

@@ -7,7 +7,7 @@ Rotary encodings (memory attention) live in :mod:`sam2_plugins.modeling.rope`.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -82,7 +82,7 @@ class PositionEmbeddingSine(nn.Module):
         pe = self.encode_grid(x.shape[-2], x.shape[-1], x.device)
         return pe.unsqueeze(0).expand(x.shape[0], -1, -1, -1)
 
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> PositionEmbeddingSine:
         # .to()/.cuda() move modules; the cache is keyed by device, but dropping it keeps
         # stale copies from piling up.
         self._cache = {}
@@ -101,6 +101,8 @@ class PositionEmbeddingRandom(nn.Module):
         num_pos_feats: frequencies per coordinate pair (output has twice as many channels).
         scale: standard deviation of ``G`` at initialisation (1 when None or <= 0).
     """
+
+    positional_encoding_gaussian_matrix: torch.Tensor  # buffer, registered in __init__
 
     def __init__(self, num_pos_feats: int = 64, scale: Optional[float] = None) -> None:
         super().__init__()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Type
+from typing import Optional, Tuple, Type, cast
 
 import torch
 from torch import nn
@@ -36,8 +36,8 @@ class PromptEncoder(nn.Module):
                  activation: Type[nn.Module] = nn.GELU) -> None:
         super().__init__()
         self.embed_dim = embed_dim
-        self.input_image_size = tuple(input_image_size)
-        self.image_embedding_size = tuple(image_embedding_size)
+        self.input_image_size = cast(Tuple[int, int], tuple(input_image_size))
+        self.image_embedding_size = cast(Tuple[int, int], tuple(image_embedding_size))
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
         self.num_point_embeddings = 4  # negative, positive, box top-left, box bottom-right
         self.point_embeddings = nn.ModuleList(
@@ -89,15 +89,15 @@ class PromptEncoder(nn.Module):
         emb = torch.where(labels == -1, torch.zeros_like(emb) + self.not_a_point_embed.weight,
                           emb)
         for k, table in enumerate(self.point_embeddings):
-            emb = torch.where(labels == k, emb + table.weight, emb)
+            emb = torch.where(labels == k, emb + cast(nn.Embedding, table).weight, emb)
         return emb
 
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """(B, 4) xyxy pixels (or (B, 2, 2)) -> (B, 2, embed_dim) corner tokens."""
         corners = (boxes + 0.5).reshape(-1, 2, 2)
         emb = self.pe_layer.forward_with_coords(corners, self.input_image_size)
-        corner_tables = torch.cat([self.point_embeddings[2].weight,
-                                   self.point_embeddings[3].weight], dim=0)
+        corner_tables = torch.cat([cast(nn.Embedding, self.point_embeddings[2]).weight,
+                                   cast(nn.Embedding, self.point_embeddings[3]).weight], dim=0)
         return emb + corner_tables
 
     def _embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,7 @@ class PromptEncoder(nn.Module):
         return 1
 
     def _get_device(self) -> torch.device:
-        return self.point_embeddings[0].weight.device
+        return cast(nn.Embedding, self.point_embeddings[0]).weight.device
 
     def forward(self, points: Optional[Tuple[torch.Tensor, torch.Tensor]],
                 boxes: Optional[torch.Tensor],

@@ -60,6 +60,36 @@ class SAM2Model(nn.Module):
     Everything is differentiable; predictors wrap calls in ``torch.inference_mode()``.
     """
 
+    # The TrackingConfig flags, copied onto the model in __init__ (upstream's attributes).
+    num_maskmem: int
+    sigmoid_scale_for_mem_enc: float
+    sigmoid_bias_for_mem_enc: float
+    binarize_mask_from_pts_for_mem_enc: bool
+    use_mask_input_as_output_without_sam: bool
+    max_cond_frames_in_attn: int
+    directly_add_no_mem_embed: bool
+    use_high_res_features_in_sam: bool
+    multimask_output_in_sam: bool
+    multimask_min_pt_num: int
+    multimask_max_pt_num: int
+    multimask_output_for_tracking: bool
+    use_multimask_token_for_obj_ptr: bool
+    iou_prediction_use_sigmoid: bool
+    memory_temporal_stride_for_eval: int
+    non_overlap_masks_for_mem_enc: bool
+    use_obj_ptrs_in_encoder: bool
+    max_obj_ptrs_in_encoder: int
+    add_tpos_enc_to_obj_ptrs: bool
+    proj_tpos_enc_in_obj_ptrs: bool
+    use_signed_tpos_enc_to_obj_ptrs: bool
+    only_obj_ptrs_in_the_past_for_eval: bool
+    pred_obj_scores: bool
+    pred_obj_scores_mlp: bool
+    fixed_no_obj_ptr: bool
+    soft_no_obj_ptr: bool
+    use_mlp_for_obj_ptr_proj: bool
+    fill_hole_area: int
+
     def __init__(self, cfg: SAM2Config) -> None:
         super().__init__()
         if not isinstance(cfg, SAM2Config):
@@ -132,8 +162,9 @@ class SAM2Model(nn.Module):
         kwargs: Dict[str, Any] = {"backend": backend, "dynamic": False}
         if backend == "inductor" and mode is not None:
             kwargs["mode"] = mode
-        for mod in (self.image_encoder, self.memory_attention, self.sam_mask_decoder):
-            mod.forward = torch.compile(mod.forward, **kwargs)  # type: ignore[method-assign]
+        mods: Tuple[nn.Module, ...] = (self.image_encoder, self.memory_attention, self.sam_mask_decoder)
+        for mod in mods:
+            mod.forward = torch.compile(mod.forward, **kwargs)
         return self
 
     # ------------------------------------------------------------------ image features
