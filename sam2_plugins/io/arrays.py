@@ -6,7 +6,7 @@ time, so a dask or zarr array is never loaded whole.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, List, Sequence, Union
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class ArraySource(FrameSource):
         return self._name
 
     def _read(self, idx: int) -> Any:
-        index = [slice(None)] * len(self._array.shape)
+        index: List[Union[slice, int]] = [slice(None)] * len(self._array.shape)
         index[self._axis] = idx
         # one frame at a time: for dask/zarr/h5py this reads only that frame's chunks
         return self._array[tuple(index)]

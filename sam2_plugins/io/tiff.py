@@ -8,7 +8,7 @@ series when the data is uncompressed and contiguous, else to reading the series 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, List, Union
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class TiffSource(FrameSource):
             if self._mode == "single":
                 return self._pages[0].asarray()
             arr = self._load_array()
-            index = [slice(None)] * arr.ndim
+            index: List[Union[slice, int]] = [slice(None)] * arr.ndim
             index[self._axis] = idx
             return np.asarray(arr[tuple(index)])
         except (ValueError, IndexError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class VideoFileSource(FrameSource):
         self._cache_size = cache_size
         self._forward_window = max(1, forward_window)
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
-        self._container: Any = None
+        self._container: Any = cast(Any, None)  # cast: mypy must not narrow it to None (_open sets it)
         self._pts: Optional[List[int]] = None  # presentation timestamps in frame order
         self._pts_to_idx: Dict[int, int] = {}
         self._keyframes: List[int] = []
@@ -69,8 +69,8 @@ class VideoFileSource(FrameSource):
         self.fps = float(rate) if rate else None
         n = int(self._stream.frames or 0)
         # decode frame 0 now: it validates the file and gives the true frame size
-        self._frames = self._container.decode(self._stream)
-        self._next = 0
+        self._frames: Optional[Iterator[Any]] = self._container.decode(self._stream)
+        self._next: Optional[int] = 0  # index of the next frame the decoder will give
         first = self._decode_until(0)
         self.height, self.width = first.shape[:2]
         # count the frames in the stream now (demuxing reads packets without decoding them): a
@@ -100,8 +100,8 @@ class VideoFileSource(FrameSource):
             raise ValueError(f"{self._path} has no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
-        self._frames: Optional[Iterator[Any]] = None
-        self._next: Optional[int] = None  # index of the next frame the decoder will give
+        self._frames = None
+        self._next = None
 
     def close(self) -> None:
         if getattr(self, "_container", None) is not None:
