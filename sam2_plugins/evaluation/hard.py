@@ -215,6 +215,7 @@ def make_hard_video(category: str, seed: int, num_frames: int = 64, height: int 
     for t in range(T):
         noise = np.random.default_rng([seed, t, 7]).normal(0, 6, size=(h, w, 3)).astype(np.float32)
         if c1 <= t < c2:
+            assert bg_b is not None  # only the cut category has c1 < c2, and it sets bg_b
             frames[t], _, others[t] = _render(other_scene, t, bg_b, noise, yy, xx)
             masks[t] = 0
         else:

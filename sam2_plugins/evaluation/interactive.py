@@ -60,7 +60,8 @@ def image_predict_fn(predictor: Any, gt: Optional[np.ndarray] = None, oracle: bo
     ``predict(points_xy (N, 2), labels (N,), state) -> (mask (H, W) bool, state)``; ``state`` is
     None on the first click, then the previous low-res logits ``(1, 256, 256)``."""
 
-    def predict(points: np.ndarray, labels: np.ndarray, state: Optional[np.ndarray]):
+    def predict(points: np.ndarray, labels: np.ndarray,
+                state: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         if state is None:
             masks, ious, low = predictor.predict(point_coords=points, point_labels=labels, multimask_output=True)
             if oracle:
@@ -170,7 +171,8 @@ def run_interactive_image(
         if v is not None and int(v) < 0:
             raise ValueError(f"{name} must be >= 0, got {v}")
     many = isinstance(samples, Mapping)
-    groups: Mapping[str, Sequence[ImageSample]] = samples if many else {"dataset": samples}  # type: ignore[assignment]
+    groups: Mapping[str, Sequence[ImageSample]] = (samples if isinstance(samples, Mapping)
+                                                   else {"dataset": samples})
     res = InteractiveImageResult(max_clicks=int(max_clicks))
     for ds, items in groups.items():
         keys = res.datasets.setdefault(ds, [])

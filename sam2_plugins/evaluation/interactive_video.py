@@ -76,7 +76,7 @@ def interactive_video_predictor(model: Any, **options: Any) -> Any:
     overridden in ``options``."""
     from sam2_plugins import SAM2VideoPredictor
 
-    opts = dict(add_all_frames_to_correct_as_cond=True, apply_postprocessing=True)
+    opts: Dict[str, Any] = dict(add_all_frames_to_correct_as_cond=True, apply_postprocessing=True)
     opts.update(options)
     if not opts["add_all_frames_to_correct_as_cond"]:
         raise ValueError("the interactive protocol needs add_all_frames_to_correct_as_cond=True")

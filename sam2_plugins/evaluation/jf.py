@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -328,7 +328,7 @@ def f_measure(
 ) -> float:
     """Boundary F-measure of two ``(H, W)`` masks, tolerance from :func:`f_radius`."""
     g = np.asarray(gt, dtype=bool)
-    return score_frame(pred, g, f_radius(*g.shape, bound_th=bound_th), void)[1]
+    return score_frame(pred, g, f_radius(*cast(Tuple[int, int], g.shape), bound_th=bound_th), void)[1]
 
 
 def db_statistics(values: np.ndarray, uint8_bins: bool = True) -> Tuple[float, float, float]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Union
 
 import numpy as np
 
@@ -134,7 +134,7 @@ def run_vos_sav(
         names = list(v.frames.frame_names or [])
         n = v.frames.num_frames or len(names)
         n_frames += n
-        done = {k: set() for k in v.objects}
+        done: Dict[int, Set[int]] = {k: set() for k in v.objects}
         for _, t, ids, logits in track_objects(predictor, v.frames, prompts, prompt, separate=True):
             for i, k in enumerate(ids):
                 _write_binary(out_dir / v.name / f"{k:03d}" / f"{names[t]}.png", logits[i] > 0)

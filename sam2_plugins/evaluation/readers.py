@@ -203,7 +203,11 @@ class VOSSequence:
 
     @property
     def num_frames(self) -> int:
-        return self.frames.num_frames if self.frames is not None else (self.annotated[-1] + 1)
+        if self.frames is None:
+            return self.annotated[-1] + 1
+        n = self.frames.num_frames
+        assert n is not None, "dataset frames (image folders) have a known length"
+        return n
 
 
 def find_annotation_root(root: PathLike, resolution: str = "480p") -> Path:

@@ -122,8 +122,8 @@ def evaluate_sequence(
             id above the GT object count (``"davis"``), no object in the first GT frame.
     """
     names = check_sequence(gt, pred, name, frame_names, lifetime=lifetime, void_mode=void_mode)
-    options = dict(skip_first_last=skip_first_last, lifetime=lifetime, void_label=void_label,
-                   void_mode=void_mode, bound_th=bound_th)
+    options: Dict[str, Any] = dict(skip_first_last=skip_first_last, lifetime=lifetime,
+                                   void_label=void_label, void_mode=void_mode, bound_th=bound_th)
     part = score_part(gt, pred, name, names, 0, len(names), **options)
     return merge_parts(name, names, [part], lifetime)
 

@@ -12,7 +12,7 @@ Everything is a function of ``seed``: same arguments, same pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -66,7 +66,8 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return img
 
 
-def _new_track(rng: np.random.Generator, height: int, width: int, start: int, colour=None) -> ShapeTrack:
+def _new_track(rng: np.random.Generator, height: int, width: int, start: int,
+               colour: Optional[np.ndarray] = None) -> ShapeTrack:
     m = min(height, width)
     kind = ["ellipse", "rect", "triangle"][int(rng.integers(3))]
     speed = rng.uniform(0.01, 0.035) * m

@@ -60,7 +60,7 @@ def vos_predictor(model: Any, **options: Any) -> Any:
     for benchmarks: ``apply_postprocessing=False``, no hole filling (``options`` override)."""
     from sam2_plugins import SAM2VideoPredictor
 
-    opts = dict(apply_postprocessing=False, fill_hole_area=0)
+    opts: Dict[str, Any] = dict(apply_postprocessing=False, fill_hole_area=0)
     opts.update(options)
     return SAM2VideoPredictor(model, **opts)
 
