@@ -7,7 +7,7 @@ The builders also take upstream's signatures, config file names and override str
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -170,16 +170,17 @@ def build_sam2_video_predictor(
     cfg, from_overrides = _make_config(_resolve_name(name, config_file), apply_postprocessing,
                                        hydra_overrides_extra, video=True)
     model = _build_model(cfg, _resolve_checkpoint(checkpoint, ckpt_path), device, mode, progress)
-    kwargs: Dict[str, object] = {"dtype": None, **from_overrides,
-                                 "fill_hole_area": cfg.tracking.fill_hole_area}
+    kwargs: Dict[str, Any] = {"dtype": None, **from_overrides,
+                              "fill_hole_area": cfg.tracking.fill_hole_area}
     if vos_optimized:
         kwargs["compile"] = True
     clash = sorted(set(kwargs) & set(predictor_kwargs) - {"dtype"})
     if clash:
         raise TypeError(f"{', '.join(clash)} given both as an override / builder argument and as a keyword")
     kwargs.update(predictor_kwargs)
-    # apply_postprocessing=None: the model's config already carries binarize_mask_from_pts_for_mem_enc.
-    return SAM2VideoPredictor(model, apply_postprocessing=None, **kwargs)
+    # apply_postprocessing=False: the model's config already carries binarize_mask_from_pts_for_mem_enc
+    # (the predictor only tests its truth value, so False acts as the None passed before).
+    return SAM2VideoPredictor(model, apply_postprocessing=False, **kwargs)
 
 
 def _hf_kwargs(model_id: str, kwargs: Dict[str, object]) -> Dict[str, object]:

@@ -11,7 +11,7 @@ fast tests and for the shipped demo model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 __all__ = [
     "HieraConfig",
@@ -158,7 +158,7 @@ class SAM2Config:
         """Side of the stride-16 feature map (64 for 1024² inputs)."""
         return self.image_size // self.backbone_stride
 
-    def with_tracking(self, **changes: object) -> "SAM2Config":
+    def with_tracking(self, **changes: Any) -> "SAM2Config":
         """A copy with some :class:`TrackingConfig` fields changed."""
         return replace(self, tracking=replace(self.tracking, **changes))
 

@@ -19,10 +19,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from .checkpoints import REGISTRY, CheckpointError, ProgressFn, cache_dir, download, resolve_checkpoint
 from .configs import DEMO_MODEL
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .modeling.sam2 import SAM2Model
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -155,7 +158,7 @@ def fetch_default(name: str = DEFAULT_MODEL, progress: Union[bool, ProgressFn] =
 
 
 def build_model(choice: ModelChoice, device: Optional[str] = None, progress: Union[bool, ProgressFn] = True,
-                how_to_use_demo: str = ""):
+                how_to_use_demo: str = "") -> SAM2Model:
     """Build ``choice`` (see :func:`resolve_choice`), fetching official weights by the rule above.
 
     Raises:

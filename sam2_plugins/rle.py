@@ -152,7 +152,7 @@ def rle_area(rle: Mapping[str, Any]) -> int:
 _MAX_GROUPS = 13  # 5 bits each: enough for any signed 64-bit delta
 
 
-def counts_to_string(counts: Sequence[int]) -> str:
+def counts_to_string(counts: Union[Sequence[int], np.ndarray]) -> str:
     """pycocotools ``rleToString``: counts -> compact ASCII string (vectorised)."""
     cnts = np.asarray(list(counts), dtype=np.int64)
     if cnts.size == 0:
@@ -212,8 +212,8 @@ def encode_coco_rle(mask_or_rle: Union[MaskLike, Mapping[str, Any]]) -> RLE:
     if isinstance(mask_or_rle, Mapping):
         h, w = _check_size(mask_or_rle)
         if isinstance(mask_or_rle["counts"], (str, bytes)):
-            counts = mask_or_rle["counts"]
-            return {"size": [h, w], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+            text = mask_or_rle["counts"]
+            return {"size": [h, w], "counts": text.decode("ascii") if isinstance(text, bytes) else text}
         counts = _counts_from_uncompressed(mask_or_rle, h, w)
     else:
         rle = mask_to_rle(mask_or_rle)
