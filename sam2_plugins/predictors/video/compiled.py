@@ -28,6 +28,7 @@ from ...modeling.memory_tokens import MemoryTokens
 from ...modeling.sam_heads import Candidates, SamOutputs
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ...modeling.sam2 import SAM2Model
     from .bank import MemoryBank
     from .frames import FrameFeatures
 
@@ -51,7 +52,7 @@ class CompiledStep:
             captures CUDA graphs).
     """
 
-    def __init__(self, model: torch.nn.Module, backend: str = "inductor", mode: Optional[str] = None) -> None:
+    def __init__(self, model: SAM2Model, backend: str = "inductor", mode: Optional[str] = None) -> None:
         self.model = model
         kw: Dict[str, Any] = {"backend": backend, "dynamic": False}
         if mode is not None and backend == "inductor":

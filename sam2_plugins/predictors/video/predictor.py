@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import weakref
-from typing import Any, ContextManager, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator, List, Mapping, Optional, Sequence, Tuple, cast
 
 import torch
 
@@ -42,6 +42,9 @@ from .state import (
     prepare_mask_prompt,
 )
 from .step import TrackingStep, tracking_autocast
+
+if TYPE_CHECKING:
+    from ...modeling.sam2 import SAM2Model
 
 __all__ = ["SAM2VideoPredictor"]
 
@@ -107,7 +110,8 @@ class SAM2VideoPredictor:
         policy = resolve_policy(policy, memory_mode, mode_params)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module (SAM2Model), got {type(model).__name__}")
-        self.model = model
+        # a SAM2Model (or a module with its API); mypy types nn.Module's attributes as Tensor | Module
+        self.model = cast("SAM2Model", model)
         if fill_hole_area is None:
             fill_hole_area = 8 if apply_postprocessing else int(getattr(model, "fill_hole_area", 0) or 0)
         if int(fill_hole_area) < 0:
@@ -403,8 +407,8 @@ class SAM2VideoPredictor:
             if direction == "both":
                 order = order[1:]
             passes.append((True, order))
-        for rev, order in passes:
-            for frame_idx in order:
+        for rev, frames in passes:
+            for frame_idx in frames:
                 yield frame_idx, state.obj_ids, self._propagate_frame(state, frame_idx, rev)
 
     def _propagate_frame(self, state: VideoState, frame_idx: int, reverse: bool) -> torch.Tensor:
@@ -433,12 +437,13 @@ class SAM2VideoPredictor:
         max_ptr = min(state.num_frames, m.max_obj_ptrs_in_encoder)
         outs_now = []
         for o in objs:
-            out = o.bank.get(frame_idx)
-            outs_now.append((o.obj_id, out))
+            now = o.bank.get(frame_idx)
+            assert now is not None  # tracked just above, or prompted on this frame
+            outs_now.append((o.obj_id, now))
             if frame_idx in o.bank.cond and self.clear_non_cond_mem_around_input:
                 self._clear_around(state, o, frame_idx)
             o.frames_tracked[frame_idx] = reverse
-            masks.append(out.pred_masks.to(state.device))
+            masks.append(now.pred_masks.to(state.device))
             if self.bounded_memory:
                 o.bank.trim(frame_idx, reverse, m.num_maskmem, m.memory_temporal_stride_for_eval,
                             max_ptr, keep_outputs=True, protected=policy.protected_frames(o.bank))

@@ -26,7 +26,20 @@ is therefore independent of the stream's length (see ``benchmarks/video_memory.p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ContextManager,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+    cast,
+)
 
 import numpy as np
 import torch
@@ -40,6 +53,9 @@ from .policy import MemoryPolicy, resolve_policy
 from .quality import FrameQuality, QualityTracker
 from .state import NO_OBJ_SCORE, FrameOutput, ObjectState, PointInputs, parse_point_prompt, prepare_mask_prompt
 from .step import TrackingStep, tracking_autocast
+
+if TYPE_CHECKING:
+    from ...modeling.sam2 import SAM2Model
 
 __all__ = ["VideoSession", "FrameResult"]
 
@@ -116,7 +132,8 @@ class VideoSession:
             raise TypeError(f"model must be a torch.nn.Module (SAM2Model), got {type(model).__name__}")
         if num_frames is not None and int(num_frames) < 1:
             raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
-        self.model = model
+        # a SAM2Model (or a module with its API); mypy types nn.Module's attributes as Tensor | Module
+        self.model = cast("SAM2Model", model)
         if fill_hole_area is None:
             fill_hole_area = 8 if apply_postprocessing else 0
         if binarize_prompted_masks is None and apply_postprocessing:
@@ -184,6 +201,7 @@ class VideoSession:
             raise ValueError(f"the session was told num_frames={self.num_frames}; got more frames")
         self.frame_idx += 1
         self._raw = arr
+        assert self._feed is not None  # made with the first frame
         self._feed.drop()
         self._outputs = {}
         self._tracked = False
@@ -209,6 +227,7 @@ class VideoSession:
         """Clicks (XY pixels of the frame; labels 1 positive / 0 negative) and/or a box (XYXY)
         for one object on the current frame. Returns that object's (1, 1, H, W) mask logits."""
         f = self._need_frame(frame_idx)
+        assert self.width is not None and self.height is not None  # known once a frame was pushed
         coords, labs = parse_point_prompt(points, labels, box, clear_old_points, normalized=not normalize_coords,
                                           frame_size=(self.width, self.height))
         if normalize_coords:
@@ -267,6 +286,7 @@ class VideoSession:
         self._outputs[obj.obj_id] = out
         if self._tracked:  # after track(): encode right away so the next frame sees it
             self._commit(obj)
+        assert self.height is not None and self.width is not None  # known once a frame was pushed
         return to_video_res(out.pred_masks, self.height, self.width)
 
     def _commit(self, obj: ObjectState) -> None:
@@ -337,6 +357,7 @@ class VideoSession:
         f = self._need_frame(None)
         ids = self.obj_ids
         H, W = self.height, self.width
+        assert H is not None and W is not None  # known once a frame was pushed
         logits = torch.full((len(ids), 1, H, W), NO_OBJ_SCORE, device=self.device)
         for i, oid in enumerate(ids):
             out = self._outputs.get(oid)

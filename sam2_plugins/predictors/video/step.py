@@ -26,7 +26,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, ContextManager, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ContextManager,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    TypedDict,
+    cast,
+)
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +53,9 @@ from .compiled import CompiledStep
 from .entry import FrameOutput, PointInputs
 from .frames import FrameFeatures
 from .policy import MemoryParams, MemoryPolicy
+
+if TYPE_CHECKING:
+    from ...modeling.sam2 import SAM2Model
 
 __all__ = ["TrackingStep", "Prediction", "MEMORY_DTYPE", "tracking_autocast", "AUTO_BF16_MIN_IMAGE_SIZE"]
 
@@ -92,6 +107,12 @@ class Prediction(NamedTuple):
     choice: Optional[torch.Tensor] = None
 
 
+class _Presence(TypedDict, total=False):
+    """The decoder's optional object-presence argument (see :meth:`TrackingStep._presence`)."""
+
+    object_threshold: float
+
+
 class TrackingStep:
     """The tracking step for a ``SAM2Model`` (see the module docstring).
 
@@ -111,7 +132,8 @@ class TrackingStep:
                  fill_hole_area: int = 0) -> None:
         if int(fill_hole_area) < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
-        self.model = model
+        # a SAM2Model (or a module with its API); mypy types nn.Module's attributes as Tensor | Module
+        self.model = cast("SAM2Model", model)
         self.policy = policy if policy is not None else MemoryPolicy()
         self.params = MemoryParams.of(model)
         self.memory_dtype = memory_dtype
@@ -212,8 +234,9 @@ class TrackingStep:
             if not b.cond:
                 raise RuntimeError(f"frame {frame_idx} is tracked from memory, but an object has no "
                                    "conditioning frame (a prompted frame) stored in its memory")
-        mems = [self.memory(b, frame_idx, reverse, num_frames, top.dtype, top.device) for b in banks]
-        if any(x is None for x in mems):
+        found = [self.memory(b, frame_idx, reverse, num_frames, top.dtype, top.device) for b in banks]
+        mems = [x for x in found if x is not None]
+        if len(mems) != len(found):
             raise RuntimeError(f"no memory (spatial or pointer) is available for frame {frame_idx}; "
                                "were the prompted frames memory-encoded?")
         # Banks with the same token layout share one memory-attention call.
@@ -279,7 +302,7 @@ class TrackingStep:
         self._tick("mask_decoder", t0)
         return Prediction(sam, pix, hr, choice)
 
-    def _presence(self) -> Dict[str, float]:
+    def _presence(self) -> _Presence:
         """The policy's object-presence threshold as decoder arguments (none for SAM 2's 0)."""
         thr = float(self.policy.object_threshold)
         return {} if thr == 0.0 else {"object_threshold": thr}

@@ -10,15 +10,17 @@ dtype, each with its own ``maskmem_pos_enc``).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-import torch
 from torch import Tensor
 
 from .bank import MemoryBank
 from .entry import PointInputs
 from .frames import FrameFeatures
 from .step import TrackingStep
+
+if TYPE_CHECKING:
+    from ...modeling.sam2 import SAM2Model
 
 __all__ = ["track_step", "prepare_memory_conditioned_features"]
 
@@ -32,7 +34,7 @@ def _inputs(current_vision_feats: List[Tensor], current_vision_pos_embeds: List[
     return feats, MemoryBank.view(output_dict, rows=feats.batch)
 
 
-def prepare_memory_conditioned_features(model: torch.nn.Module, frame_idx: int, is_init_cond_frame: bool,
+def prepare_memory_conditioned_features(model: SAM2Model, frame_idx: int, is_init_cond_frame: bool,
                                         current_vision_feats: List[Tensor], current_vision_pos_embeds: List[Tensor],
                                         feat_sizes: List[Tuple[int, int]], output_dict: OutputDict,
                                         num_frames: Optional[int], track_in_reverse: bool = False) -> Tensor:
@@ -42,7 +44,7 @@ def prepare_memory_conditioned_features(model: torch.nn.Module, frame_idx: int, 
                                                             track_in_reverse, is_init_cond_frame)
 
 
-def track_step(model: torch.nn.Module, frame_idx: int, is_init_cond_frame: bool, current_vision_feats: List[Tensor],
+def track_step(model: SAM2Model, frame_idx: int, is_init_cond_frame: bool, current_vision_feats: List[Tensor],
                current_vision_pos_embeds: List[Tensor], feat_sizes: List[Tuple[int, int]],
                point_inputs: Optional[Dict[str, Tensor]], mask_inputs: Optional[Tensor], output_dict: OutputDict,
                num_frames: Optional[int], track_in_reverse: bool = False, run_mem_encoder: bool = True,
