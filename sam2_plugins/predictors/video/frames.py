@@ -42,8 +42,11 @@ def resize_frame(frame: np.ndarray, image_size: int) -> torch.Tensor:
         img = np.array(Image.fromarray(arr, mode="RGB").resize((image_size, image_size)))
         return torch.from_numpy(img).permute(2, 0, 1).contiguous()
     rgb = _to_rgb_float(arr)
+    # Pillow sets its module-level filter constants through globals() (mypy cannot see them);
+    # Image.Resampling would need Pillow >= 9.1
+    bicubic = Image.BICUBIC  # type: ignore[attr-defined]
     chans = [np.array(Image.fromarray(np.ascontiguousarray(rgb[..., c], dtype=np.float32),
-                                      mode="F").resize((image_size, image_size), Image.BICUBIC))
+                                      mode="F").resize((image_size, image_size), bicubic))
              for c in range(3)]
     return torch.from_numpy(np.stack(chans, 0)).float()
 

@@ -26,7 +26,7 @@ mask's area outside it.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -143,7 +143,8 @@ class DistractorPolicy(ModePolicy):
                 drm: Deque[int] = b.state.setdefault("drm", deque(maxlen=self.drm_size))
                 drm.append(t)
                 b.state["drm_last"] = t
-            ram, last = b.state.get("ram") or (deque(maxlen=max(self.ram_size, 1)), None)
+            stored: Optional[Tuple[Deque[int], Optional[int]]] = b.state.get("ram")
+            ram, last = stored or (deque(maxlen=max(self.ram_size, 1)), None)
             if v[1] > 0.5 and self.ram_size > 0 and (last is None or abs(t - last) >= self.ram_every):
                 ram.append(t)
                 last = t

@@ -116,7 +116,10 @@ class LongPolicy(ModePolicy):
         ``(P, S + T)`` read mask, and the pointer-token count ``T``."""
         m, P, bank = step.model, self.pathways, paths.bank
         sel = MemoryPolicy.spatial_memories(self, bank, frame_idx, reverse, step.params, False)
-        toks, poss, masks, tracked = [], [], [], []
+        toks: List[torch.Tensor] = []
+        poss: List[torch.Tensor] = []
+        masks: List[torch.Tensor] = []
+        tracked: List[Tuple[int, torch.Tensor]] = []  # (index in toks, object scores (P,))
         for t_pos, entry in sel:
             feats, pos = bank.spatial(entry)
             if feats is None or pos is None:
@@ -229,7 +232,10 @@ class LongPolicy(ModePolicy):
                               reverse=reverse)
             kept_out = self.gate(b, frame_idx, out)
             if kept_out is not None:
-                self.defer(kept_out, lambda v, e=entry: setattr(e, "in_memory", v[0] <= 0.5))
+                def admit(v: List[float], e: FrameOutput = entry) -> None:
+                    e.in_memory = v[0] <= 0.5
+
+                self.defer(kept_out, admit)
             ps.bank.trim(frame_idx, reverse, params.num_maskmem, params.stride(False), max_ptr, keep_outputs=False)
             outs.append(out)
         return outs

@@ -166,11 +166,12 @@ class SamuraiPolicy(ModePolicy):
         _, non_cond = bank.readable()
         behind = sorted((t for t in non_cond if (t > frame_idx if reverse else t < frame_idx)),
                         key=lambda t: abs(t - frame_idx))
-        keep: Deque[int] = deque(maxlen=32)
+        cap = 32
+        keep: Deque[int] = deque(maxlen=cap)
         for t in behind:
             if valid.get(t, True):
                 keep.appendleft(t)
-                if len(keep) >= keep.maxlen:
+                if len(keep) >= cap:
                     break
         return ((frame_idx - (-1 if reverse else 1), reverse), reverse, keep)
 
